@@ -1,0 +1,211 @@
+"""Backbones: frozen feature extractors that map an RGB image in [0, 1] to named feature maps."""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Collection
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from .weights import WeightsError, caffe_vgg19_conv_weights, load_state_dict
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
+
+
+class Backbone(nn.Module, abc.ABC):
+    """A frozen feature extractor.
+
+    Contract: ``forward(image, layers)`` takes an RGB batch in [0, 1]
+    (N×3×H×W) and returns ``{layer_name: feature_map}`` for every name in
+    ``layers``. The backbone owns its input normalization. ``layer_names``
+    lists every layer in forward order; ``truncate(layers)`` may drop
+    everything after the deepest layer in use.
+
+    A backbone is always in eval mode and has no trainable parameters.
+    """
+
+    @property
+    @abc.abstractmethod
+    def layer_names(self) -> tuple[str, ...]:
+        """All layer names in forward order."""
+
+    @abc.abstractmethod
+    def forward(self, image: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
+        """Features of ``image`` at ``layers``."""
+
+    def truncate(self, layers: Collection[str]) -> None:  # noqa: B027 - optional hook
+        """Drop what is not needed to compute ``layers``. Optional."""
+
+    def check_layers(self, layers: Collection[str]) -> None:
+        unknown = [name for name in layers if name not in self.layer_names]
+        if unknown:
+            raise ValueError(
+                f"unknown layer(s) {', '.join(map(repr, unknown))} for backbone {type(self).__name__}; "
+                f"known layers: {', '.join(self.layer_names)}"
+            )
+
+    def freeze(self) -> None:
+        for p in self.parameters():
+            p.requires_grad_(False)
+        self.eval()
+
+    def train(self, mode: bool = True) -> Backbone:
+        # Frozen on purpose: batch-norm statistics and dropout must never change.
+        return super().train(False)
+
+
+def _vgg_layer_names(blocks: tuple[int, ...]) -> list[str]:
+    names = []
+    for b, convs in enumerate(blocks, start=1):
+        for c in range(1, convs + 1):
+            names += [f"conv{b}_{c}", f"relu{b}_{c}"]
+        names.append(f"pool{b}")
+    return names
+
+
+class _VGG(Backbone):
+    """VGG with the literature's layer names (conv1_1, relu1_1, pool1, ...)."""
+
+    blocks: tuple[int, ...] = ()
+    channels = (64, 128, 256, 512, 512)
+    torchvision_builder = ""
+
+    def __init__(
+        self,
+        weights: str = "torchvision",
+        pooling: Literal["max", "avg"] = "max",
+        input_norm: Literal["auto", "caffe", "imagenet"] = "auto",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__()
+        if pooling not in ("max", "avg"):
+            raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
+        self.weights = weights
+        self.pooling = pooling
+        self.channels_last = channels_last
+        self._names = tuple(_vgg_layer_names(self.blocks))
+        modules: list[nn.Module] = []
+        in_ch = 3
+        for b, convs in enumerate(self.blocks):
+            for _ in range(convs):
+                modules += [nn.Conv2d(in_ch, self.channels[b], 3, padding=1), nn.ReLU(inplace=False)]
+                in_ch = self.channels[b]
+            modules.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
+        self.features = nn.Sequential(*modules)
+        if input_norm == "auto":
+            input_norm = "caffe" if weights == "caffe" else "imagenet"
+        self.input_norm = input_norm
+        self._load_weights(weights)
+        if input_norm == "caffe":
+            # RGB [0,1] -> BGR [0,255] minus the Caffe mean, folded into one affine map.
+            self.register_buffer("_scale", torch.full((1, 3, 1, 1), 255.0), persistent=False)
+            self.register_buffer(
+                "_shift", torch.tensor(CAFFE_MEAN_BGR).view(1, 3, 1, 1), persistent=False
+            )
+            self._bgr = True
+        elif input_norm == "imagenet":
+            self.register_buffer("_scale", 1.0 / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+            self.register_buffer(
+                "_shift", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1) / torch.tensor(IMAGENET_STD).view(1, 3, 1, 1),
+                persistent=False,
+            )
+            self._bgr = False
+        else:
+            raise ValueError(f"input_norm must be 'auto', 'caffe' or 'imagenet', not {input_norm!r}")
+        if channels_last:
+            self.features.to(memory_format=torch.channels_last)
+        self.freeze()
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return self._names
+
+    def _load_weights(self, weights: str) -> None:
+        convs = [m for m in self.features if isinstance(m, nn.Conv2d)]
+        if weights == "none":
+            return
+        if weights == "caffe":
+            if type(self).__name__ != "VGG19":
+                raise WeightsError(f"'caffe' weights exist only for VGG19, not {type(self).__name__}")
+            for conv, (w, b) in zip(convs, caffe_vgg19_conv_weights(), strict=True):
+                conv.weight.data.copy_(w)
+                conv.bias.data.copy_(b)
+            return
+        if weights == "torchvision":
+            import torchvision
+
+            model = getattr(torchvision.models, self.torchvision_builder)(weights="IMAGENET1K_V1")
+            state = model.features.state_dict()
+        else:
+            state = load_state_dict(weights)
+            state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+        try:
+            self.features.load_state_dict(state, strict=True)
+        except RuntimeError as exc:
+            first = str(exc).strip().splitlines()[0]
+            raise WeightsError(f"weights {weights!r} do not fit {type(self).__name__}: {first}") from None
+
+    def truncate(self, layers: Collection[str]) -> None:
+        self.check_layers(layers)
+        if not layers:
+            return
+        last = max(self._names.index(name) for name in layers)
+        self.features = self.features[: last + 1]
+
+    def forward(self, image: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
+        x = image
+        if self._bgr:
+            x = x.flip(1)
+        x = x * self._scale - self._shift
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        wanted = set(layers)
+        out: dict[str, Tensor] = {}
+        for name, module in zip(self._names, self.features):
+            x = module(x)
+            if name in wanted:
+                out[name] = x
+                if len(out) == len(wanted):
+                    break
+        return out
+
+
+class VGG19(_VGG):
+    """VGG19 (Simonyan & Zisserman). ``weights``: ``caffe`` (default; original weights, offline),
+    ``torchvision`` (IMAGENET1K_V1, downloads), a path to a local state_dict, or ``none``."""
+
+    blocks = (2, 2, 4, 4, 4)
+    torchvision_builder = "vgg19"
+
+    def __init__(
+        self,
+        weights: str = "caffe",
+        pooling: Literal["max", "avg"] = "max",
+        input_norm: Literal["auto", "caffe", "imagenet"] = "auto",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__(weights, pooling, input_norm, channels_last)
+
+
+class VGG16(_VGG):
+    """VGG16 (Simonyan & Zisserman). ``weights``: ``torchvision`` (IMAGENET1K_V1, downloads),
+    a path to a local state_dict, or ``none``."""
+
+    blocks = (2, 2, 3, 3, 3)
+    torchvision_builder = "vgg16"
+
+    def __init__(
+        self,
+        weights: str = "torchvision",
+        pooling: Literal["max", "avg"] = "max",
+        input_norm: Literal["auto", "caffe", "imagenet"] = "auto",
+        channels_last: bool = True,
+    ) -> None:
+        super().__init__(weights, pooling, input_norm, channels_last)
+
+
+__all__ = ["Backbone", "VGG16", "VGG19", "WeightsError"]

@@ -1,0 +1,120 @@
+"""The command line: ``nst-lightning fit --config ...`` through LightningCLI, plus ``nst-lightning plugins``.
+
+``main()`` loads the plugins first, so that LightningCLI's parser sees every
+registered class and configs can name them by their short class names.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import traceback
+import warnings
+
+from lightning.pytorch.cli import LightningCLI
+
+from .data import StyleTransferData
+from .image_writer import ImageWriter
+from .module import StyleTransfer
+from .plugins import load_plugins
+
+DEBUG_ENV = "NST_LIGHTNING_DEBUG"
+
+TRAINER_DEFAULTS = {
+    "max_steps": 200,
+    "log_every_n_steps": 10,
+    "num_sanity_val_steps": 0,
+    "limit_val_batches": 0,
+}
+
+
+def _filter_known_warnings() -> None:
+    """Silence warnings that do not apply to style transfer, each named precisely."""
+    # There is no data to load: the image is the model's parameter.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # lightning 2.6 with jsonargparse >= 4.49: deprecation notices about LightningCLI's own calls
+    # (add_instantiator, instantiate_classes, skip_none). Only those raised from lightning's cli module.
+    for message in (r"(?s).*deprecated in v4\.49\.0", r"(?s).*only one JsonargparseDeprecationWarning"):
+        warnings.filterwarnings("ignore", message=message, module=r"lightning\.pytorch\.cli")
+    # lightning 2.6 with torch >= 2.10: lightning's own use of a deprecated torch pytree API.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # main() passes the arguments itself (after taking out --debug).
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+
+
+class StyleTransferCLI(LightningCLI):
+    """LightningCLI with ``--output``, ``--overwrite`` and ``--snapshot_every`` for the image writer."""
+
+    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
+        parser.add_argument("--output", type=str, default="outputs/stylized.png", help="Where the final PNG goes.")
+        parser.add_argument("--overwrite", type=bool, default=False, help="Replace an existing output file.")
+        parser.add_argument(
+            "--snapshot_every", type=int, default=0, help="Write a snapshot PNG every N steps (0: never)."
+        )
+
+    def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        init = self.config_init[self.subcommand] if self.subcommand else self.config_init
+        writer = ImageWriter(
+            init["output"],
+            overwrite=init["overwrite"],
+            snapshot_every=init["snapshot_every"],
+            config=self._parser(self.subcommand).dump(config),
+        )
+        writer.check_output()
+        self.image_writer = writer
+        user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        user = user if isinstance(user, list) else [user]
+        return super().instantiate_trainer(callbacks=[*user, writer], **kwargs)
+
+    def after_fit(self) -> None:
+        if self.image_writer.written is not None:
+            print(f"Stylized image written to {self.image_writer.written}")
+
+
+def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferCLI:
+    _filter_known_warnings()
+    return StyleTransferCLI(
+        StyleTransfer,
+        StyleTransferData,
+        args=args,
+        run=run,
+        trainer_defaults=TRAINER_DEFAULTS,
+        save_config_kwargs={"overwrite": True},
+        auto_configure_optimizers=False,
+    )
+
+
+def _error(message: str) -> None:
+    print(f"nst-lightning: error: {message}", file=sys.stderr)
+
+
+def main(args: list[str] | None = None) -> None:
+    """Entry point of the ``nst-lightning`` command."""
+    argv = list(sys.argv[1:] if args is None else args)
+    debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
+    argv = [a for a in argv if a != "--debug"]
+    _filter_known_warnings()
+    try:
+        if argv[:1] == ["plugins"]:
+            from .plugin_listing import print_plugins
+
+            print_plugins(load_plugins())
+            return
+        load_plugins()
+        build_cli(argv)
+    except SystemExit:
+        raise
+    except KeyboardInterrupt:
+        _error("interrupted")
+        raise SystemExit(130) from None
+    except Exception as exc:  # noqa: BLE001 - one line for the user, a traceback on request
+        if debug:
+            traceback.print_exc()
+        _error(f"{exc}" if str(exc) else type(exc).__name__)
+        raise SystemExit(1) from None
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
+

@@ -1,0 +1,81 @@
+"""The data module: loads the content and style images once, and yields one empty batch per step."""
+
+from __future__ import annotations
+
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader, Dataset
+
+from .images import load_image
+
+
+class _Steps(Dataset):
+    """``length`` empty items: the image being optimized is the model's parameter, not data."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __getitem__(self, index: int) -> Tensor:
+        return torch.zeros(())
+
+
+class StyleTransferData(pl.LightningDataModule):
+    """Content and style images for one style transfer run.
+
+    Args:
+        content: the content image file.
+        style: one style image file, or a list of them.
+        size: the long edge of the output, in pixels.
+        style_scale: the style images' long edge relative to ``size`` (0.5 gives finer strokes, 2 coarser ones).
+        style_blend_weights: one weight per style image; normalized to sum to 1. Default: equal weights.
+    """
+
+    def __init__(
+        self,
+        content: str,
+        style: str | list[str],
+        size: int = 256,
+        style_scale: float = 1.0,
+        style_blend_weights: list[float] | None = None,
+    ) -> None:
+        super().__init__()
+        styles = [style] if isinstance(style, str) else list(style)
+        if not styles:
+            raise ValueError("data.style: give at least one style image")
+        if isinstance(size, bool) or not isinstance(size, int) or size < 16:
+            raise ValueError(f"data.size must be an integer of at least 16 pixels, not {size!r}")
+        if not style_scale > 0:
+            raise ValueError(f"data.style_scale must be > 0, not {style_scale!r}")
+        if style_blend_weights is None:
+            style_blend_weights = [1.0] * len(styles)
+        if len(style_blend_weights) != len(styles):
+            raise ValueError(
+                f"data.style_blend_weights has {len(style_blend_weights)} values for {len(styles)} style images"
+            )
+        if any(not w >= 0 for w in style_blend_weights) or sum(style_blend_weights) <= 0:
+            raise ValueError("data.style_blend_weights must be >= 0 with a positive sum")
+        self.content = content
+        self.style = styles
+        self.size = size
+        self.style_scale = style_scale
+        total = float(sum(style_blend_weights))
+        self.style_weights = [float(w) / total for w in style_blend_weights]
+        self.content_image: Tensor | None = None
+        self.style_images: list[Tensor] = []
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.content_image is not None:
+            return
+        self.content_image = load_image(self.content, self.size, "content image")
+        style_edge = max(16, round(self.size * self.style_scale))
+        self.style_images = [load_image(path, style_edge, "style image") for path in self.style]
+
+    def train_dataloader(self) -> DataLoader:
+        steps = self.trainer.max_steps if self.trainer is not None and self.trainer.max_steps > 0 else 1
+        return DataLoader(_Steps(steps), batch_size=None, num_workers=0)
+

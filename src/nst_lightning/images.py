@@ -1,0 +1,104 @@
+"""Reading and writing images: Pillow in, RGB float tensors in [0, 1] inside, PNG out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
+from torch import Tensor
+from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+
+
+
+class ImageError(Exception):
+    """An input image cannot be used."""
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB from any mode: alpha is composited over white, 16-bit is scaled, CMYK and palettes converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = torch.from_numpy(np.asarray(image, dtype="float32"))
+        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
+        gray = (array / peak).clamp(0, 1)
+        return to_pil_image(gray.unsqueeze(0).expand(3, -1, -1).contiguous())
+    if image.mode == "F":
+        return image.convert("L").convert("RGB")
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = image.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, rgba).convert("RGB")
+    return image.convert("RGB")
+
+
+def open_rgb(path: str | os.PathLike, what: str = "image") -> Image.Image:
+    """Open ``path`` as an RGB Pillow image, honouring EXIF orientation. Errors name the file."""
+    p = Path(path)
+    if not p.exists():
+        raise ImageError(f"{what} {str(p)!r} does not exist")
+    if p.is_dir():
+        raise ImageError(f"{what} {str(p)!r} is a directory, not an image file")
+    if p.stat().st_size == 0:
+        raise ImageError(f"{what} {str(p)!r} is an empty file")
+    try:
+        with Image.open(p) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except Image.DecompressionBombError as exc:
+        raise ImageError(
+            f"{what} {str(p)!r} is larger than Pillow's decompression-bomb limit ({exc}); "
+            "shrink it first, then choose the working size with --data.size"
+        ) from None
+    except UnidentifiedImageError:
+        raise ImageError(f"{what} {str(p)!r} is not an image file Pillow can read") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageError(f"{what} {str(p)!r} is truncated or corrupt ({exc})") from None
+
+
+def resize_long_edge(image: Image.Image, long_edge: int) -> Image.Image:
+    w, h = image.size
+    scale = long_edge / max(w, h)
+    size = (max(1, round(w * scale)), max(1, round(h * scale)))
+    if size == image.size:
+        return image
+    return image.resize(size, Image.Resampling.LANCZOS)
+
+
+def load_image(path: str | os.PathLike, long_edge: int | None = None, what: str = "image") -> Tensor:
+    """Load ``path`` as a 1×3×H×W float32 tensor in [0, 1], resized so its long edge is ``long_edge``."""
+    image = open_rgb(path, what)
+    if long_edge is not None:
+        image = resize_long_edge(image, long_edge)
+    return pil_to_tensor(image).float().div_(255).unsqueeze(0).contiguous()
+
+
+def to_pil(image: Tensor) -> Image.Image:
+    """The first image of a N×3×H×W (or 3×H×W) tensor in [0, 1] as an 8-bit RGB Pillow image."""
+    if image.ndim == 4:
+        image = image[0]
+    return to_pil_image(image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
+
+
+def save_png(image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
+    """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    info = PngImagePlugin.PngInfo()
+    for key, value in (metadata or {}).items():
+        info.add_itxt(key, value)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            to_pil(image).save(f, format="PNG", pnginfo=info)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path

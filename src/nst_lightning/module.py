@@ -1,0 +1,157 @@
+"""The Lightning module: the generated image is its only parameter."""
+
+from __future__ import annotations
+
+import re
+import warnings
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.utilities.warnings import PossibleUserWarning
+from lightning.pytorch.cli import OptimizerCallable
+from torch import Tensor, nn
+
+from .backbones import Backbone, VGG19
+from .images import load_image
+from .losses import ContentLoss, GramStyleLoss, LossTerm, Targets, TotalVariationLoss
+from .optimizers import ImageLBFGS
+
+INIT_CHOICES = ("content", "noise")
+
+
+class PrecisionError(Exception):
+    """The chosen precision cannot work with the chosen optimizer."""
+
+
+def check_precision(precision: str, optimizer: torch.optim.Optimizer) -> None:
+    """L-BFGS cannot run under ``16-mixed``: its closure is incompatible with the GradScaler.
+
+    On a GPU Lightning would fail deep inside the step; on a CPU it quietly turns
+    ``16-mixed`` into bf16. We refuse it up front, the same on every device.
+    """
+    if str(precision) in ("16-mixed", "16") and isinstance(optimizer, torch.optim.LBFGS):
+        raise PrecisionError(
+            "L-BFGS does not work with --trainer.precision 16-mixed (its closure cannot use the fp16 "
+            "GradScaler); use --trainer.precision bf16-mixed, or an optimizer such as ImageAdam"
+        )
+
+
+def default_losses() -> dict[str, LossTerm]:
+    return {"content": ContentLoss(), "style": GramStyleLoss(), "tv": TotalVariationLoss()}
+
+
+class StyleTransfer(pl.LightningModule):
+    """Gatys neural style transfer.
+
+    Args:
+        backbone: the frozen feature extractor. Default: ``VGG19`` with the caffe weights.
+        losses: the loss terms by name; the names are their keys in logs and on the command line
+            (``--model.losses.style.init_args.weight 1e5``). Default: ``content: ContentLoss``,
+            ``style: GramStyleLoss`` and ``tv: TotalVariationLoss`` with their default weights and layers.
+        optimizer: builds the optimizer for the image. Default: ``ImageLBFGS``.
+        init: ``content``, ``noise`` (white noise; with content weight 0 this is texture synthesis),
+            or an image file.
+    """
+
+    def __init__(
+        self,
+        backbone: Backbone | None = None,
+        losses: dict[str, LossTerm] | None = None,
+        optimizer: OptimizerCallable | None = None,
+        init: str = "content",
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone if backbone is not None else VGG19()
+        losses = losses if losses is not None else default_losses()
+        if not losses:
+            raise ValueError("model.losses: give at least one loss term")
+        bad = [name for name in losses if not name or "." in name]
+        if bad:
+            raise ValueError(f"model.losses: names must be non-empty and have no '.', not {bad!r}")
+        self.losses = nn.ModuleDict(losses)
+        self.optimizer_factory = optimizer
+        self.init = init
+        self.layers = sorted({name for term in self.losses.values() for name in term.layers})
+        self.backbone.check_layers(self.layers)
+        self.backbone.truncate(self.layers)
+        if init not in INIT_CHOICES and not Path(init).exists():
+            raise ValueError(f"model.init must be {', '.join(INIT_CHOICES)} or an existing image file, not {init!r}")
+        self.register_parameter("image", None)
+
+    # -- set-up -----------------------------------------------------------------------------
+
+    def initial_image(self, content: Tensor) -> Tensor:
+        if self.init == "content":
+            return content.clone()
+        if self.init == "noise":
+            return torch.rand_like(content)
+        _, _, h, w = content.shape
+        image = load_image(self.init, None, "init image")
+        return nn.functional.interpolate(image, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
+
+    def setup(self, stage: str) -> None:
+        if self.image is not None:
+            return
+        data = self.trainer.datamodule
+        self.register_buffer("content_image", data.content_image.clone(), persistent=False)
+        for i, style in enumerate(data.style_images):
+            self.register_buffer(f"style_image_{i}", style.clone(), persistent=False)
+        self.style_weights = list(data.style_weights)
+        self.image = nn.Parameter(self.initial_image(data.content_image).contiguous())
+
+    @property
+    def style_images(self) -> list[Tensor]:
+        return [getattr(self, f"style_image_{i}") for i in range(len(self.style_weights))]
+
+    @torch.no_grad()
+    def compute_targets(self) -> None:
+        """Content features and style statistics, once, on the training device and precision."""
+        with self.trainer.precision_plugin.forward_context():
+            content = self.backbone(self.content_image, self.layers)
+            styles = [self.backbone(s, self.layers) for s in self.style_images]
+        targets = Targets(
+            content_image=self.content_image,
+            content={k: v.float() for k, v in content.items()},
+            style_images=self.style_images,
+            styles=[{k: v.float() for k, v in s.items()} for s in styles],
+            style_weights=self.style_weights,
+        )
+        for term in self.losses.values():
+            term.set_targets(targets)
+
+    def on_fit_start(self) -> None:
+        self.compute_targets()
+        self._expect_frozen_backbone_in_eval_mode()
+
+    def _expect_frozen_backbone_in_eval_mode(self) -> None:
+        """The frozen backbone is in eval mode on purpose; any other module in eval mode still warns."""
+        others = [n for n, m in self.named_modules() if not m.training and not n.startswith("backbone")]
+        if not others:
+            warnings.filterwarnings(
+                "ignore", message=re.escape("Found ") + r"\d+ module\(s\) in eval mode", category=PossibleUserWarning
+            )
+
+    # -- optimization -----------------------------------------------------------------------
+
+    def loss_terms(self, image: Tensor) -> dict[str, Tensor]:
+        features = self.backbone(image, self.layers)
+        return {name: term(features, image) for name, term in self.losses.items()}
+
+    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+        terms = self.loss_terms(self.image)
+        total = torch.stack([t.sum() for t in terms.values()]).sum()
+        self.log_dict({f"loss/{k}": v.sum().detach() for k, v in terms.items()}, prog_bar=True)
+        self.log("loss/total", total.detach())
+        return total
+
+    def optimizer_step(self, *args, **kwargs) -> None:
+        super().optimizer_step(*args, **kwargs)
+        with torch.no_grad():
+            self.image.clamp_(0, 1)
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        factory = self.optimizer_factory if self.optimizer_factory is not None else ImageLBFGS
+        optimizer = factory([self.image])
+        check_precision(self.trainer.precision, optimizer)
+        return optimizer

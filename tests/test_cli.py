@@ -1,0 +1,189 @@
+"""The command line, driven in-process through main() with tiny settings (torchgeo's style)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+
+from nst_lightning.cli import build_cli, main
+from nst_lightning.images import load_image
+from nst_lightning.losses import ContentLoss, GramStyleLoss, Targets
+from nst_lightning.module import PrecisionError, StyleTransfer, check_precision
+
+from .conftest import CONTENT, ROOT, STYLE
+from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
+
+DEFAULT = ROOT / "configs" / "default.yaml"
+SIZE = 80
+
+
+def tiny(tmp_path: Path, *extra: str, steps: int = 30) -> list[str]:
+    return [
+        "fit", "--config", str(DEFAULT),
+        "--data.size", str(SIZE),
+        "--trainer.max_steps", str(steps),
+        "--trainer.default_root_dir", str(tmp_path),
+        "--trainer.logger", "false",
+        "--trainer.enable_checkpointing", "false",
+        "--trainer.enable_progress_bar", "false",
+        "--trainer.enable_model_summary", "false",
+        "--output", str(tmp_path / "out.png"),
+        *extra,
+    ]
+
+
+def losses_of(image: torch.Tensor, backbone) -> tuple[float, float]:
+    """Style and content loss of ``image`` against the sample images, measured independently of the run."""
+    content = load_image(CONTENT, SIZE)
+    style = load_image(STYLE, SIZE)
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+    with torch.no_grad():
+        targets = Targets(content, backbone(content, layers), [style], [backbone(style, layers)], [1.0])
+        style_loss, content_loss = GramStyleLoss(weight=1.0), ContentLoss(weight=1.0)
+        style_loss.set_targets(targets)
+        content_loss.set_targets(targets)
+        feats = backbone(image, layers)
+        return style_loss(feats, image).item(), content_loss(feats, image).item()
+
+
+def read_png(path: Path) -> torch.Tensor:
+    from torchvision.transforms.functional import pil_to_tensor
+
+    return pil_to_tensor(Image.open(path).convert("RGB")).float().div(255).unsqueeze(0)
+
+
+@pytest.mark.parametrize(
+    ("optimizer", "min_factor"),
+    [("ImageLBFGS", 20.0), ("ImageAdam", 3.0)],
+)
+def test_real_run_stylizes(tmp_path, capsys, vgg19_caffe, optimizer, min_factor):
+    main(tiny(tmp_path, "--model.optimizer", optimizer))
+    out = tmp_path / "out.png"
+    assert f"Stylized image written to {out}" in capsys.readouterr().out
+    image = read_png(out)
+    content = load_image(CONTENT, SIZE)
+    assert image.shape == content.shape == (1, 3, 60, 80)
+    style_before, _ = losses_of(content, vgg19_caffe)
+    style_after, content_after = losses_of(image, vgg19_caffe)
+    assert style_before / style_after > min_factor, (style_before, style_after)
+    assert (image - content).abs().mean() > 0.02
+    assert content_after < 1.0
+    # The PNG carries the full config, which parses and names the run's settings.
+    config = yaml.safe_load(Image.open(out).text["nst-lightning:config"])
+    assert config["data"]["size"] == SIZE
+    assert config["model"]["optimizer"]["class_path"].endswith(optimizer)
+
+
+def test_print_config_round_trips(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny(tmp_path, "--print_config"))
+    assert exit_info.value.code == 0
+    first = capsys.readouterr().out
+    saved = tmp_path / "printed.yaml"
+    saved.write_text(first)
+    with pytest.raises(SystemExit):
+        main(["fit", "--config", str(saved), "--print_config"])
+    assert capsys.readouterr().out == first
+    config = yaml.safe_load(first)
+    assert config["model"]["losses"]["style"]["class_path"] == "nst_lightning.losses.GramStyleLoss"
+    assert config["model"]["optimizer"]["class_path"] == "nst_lightning.optimizers.ImageLBFGS"
+    # The printed config runs again unchanged.
+    main(["fit", "--config", str(saved), "--trainer.max_steps", "2"])
+    assert (tmp_path / "out.png").is_file()
+
+
+def test_overrides_reach_the_objects(tmp_path):
+    cli = build_cli(
+        tiny(tmp_path, "--model.losses.style.init_args.weight", "123", "--model.optimizer", "ImageAdam",
+             "--model.optimizer.init_args.lr", "0.5", "--data.style_scale", "0.5"),
+        run=False,
+    )
+    assert isinstance(cli.model, StyleTransfer)
+    assert cli.model.losses["style"].weight == 123.0
+    assert cli.datamodule.size == SIZE and cli.datamodule.style_scale == 0.5
+    optimizer = cli.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+    assert type(optimizer).__name__ == "ImageAdam"
+    # Switching class_path does not leak L-BFGS's arguments into Adam (jsonargparse #460).
+    assert optimizer.defaults["lr"] == 0.5 and optimizer.defaults["eps"] == 0.1
+
+
+@pytest.mark.parametrize("config", sorted((ROOT / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_config_parses(config, tmp_path):
+    cli = build_cli(["fit", "--config", str(config), "--output", str(tmp_path / "x.png")], run=False)
+    assert isinstance(cli.model, StyleTransfer)
+
+
+def test_help_lists_components(capsys):
+    with pytest.raises(SystemExit):
+        main(["fit", "--help"])
+    text = capsys.readouterr().out
+    for name in ["VGG19", "VGG16", "ContentLoss", "GramStyleLoss", "TotalVariationLoss", "ImageLBFGS", "ImageAdam",
+                 "--data.size", "--output"]:
+        assert name in text, name
+
+
+def test_plugin_loss_usable_by_short_name_from_yaml(monkeypatch, tmp_path):
+    write_module(monkeypatch, tmp_path, "nstp_brightness", """
+        import torch
+        from nst_lightning import hookimpl
+        from nst_lightning.losses import LossTerm
+
+        class BrightnessLoss(LossTerm):
+            '''Pulls the mean brightness towards ``level``.'''
+            def __init__(self, weight: float = 1.0, level: float = 0.5):
+                super().__init__(weight)
+                self.level = level
+            def forward(self, features, image):
+                return self.weight * (image.mean() - self.level) ** 2
+
+        @hookimpl
+        def nst_register_losses(register):
+            register(BrightnessLoss)
+    """)
+    install_fake_distributions(monkeypatch, FakeDistribution("nst-brightness", "0.1", [("brightness", "nstp_brightness")]))
+    config = tmp_path / "plugin.yaml"
+    config.write_text(yaml.safe_dump({"model": {"losses": {"bright": {"class_path": "BrightnessLoss",
+                                                                     "init_args": {"weight": 1000.0, "level": 0.9}}}}}))
+    main(tiny(tmp_path, "--config", str(config), steps=10))
+    assert read_png(tmp_path / "out.png").mean() > load_image(CONTENT, SIZE).mean() + 0.1
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    out = tmp_path / "out.png"
+    out.write_bytes(b"precious")
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny(tmp_path, steps=1))
+    assert exit_info.value.code != 0
+    assert out.read_bytes() == b"precious"
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "exists" in err and "--overwrite" in err
+    main(tiny(tmp_path, "--overwrite", "true", steps=1))
+    assert out.read_bytes() != b"precious"
+
+
+def test_bad_input_is_one_line_without_traceback(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny(tmp_path, "--data.content", str(tmp_path / "missing.jpg"), steps=1))
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "missing.jpg" in err and "does not exist" in err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_lbfgs_with_16_mixed_is_refused_on_every_device():
+    image = torch.nn.Parameter(torch.zeros(1))
+    with pytest.raises(PrecisionError, match="bf16-mixed"):
+        check_precision("16-mixed", torch.optim.LBFGS([image]))
+    check_precision("bf16-mixed", torch.optim.LBFGS([image]))
+    check_precision("16-mixed", torch.optim.Adam([image]))
+
+
+def test_bf16_mixed_runs_on_cpu(tmp_path, vgg19_caffe):
+    main(tiny(tmp_path, "--trainer.precision", "bf16-mixed", steps=10))
+    style_before, _ = losses_of(load_image(CONTENT, SIZE), vgg19_caffe)
+    style_after, _ = losses_of(read_png(tmp_path / "out.png"), vgg19_caffe)
+    assert style_before / style_after > 3
