@@ -8,18 +8,26 @@ import textwrap
 from pathlib import Path
 
 
-class FakeDistribution:
+class FakeDistribution(importlib.metadata.Distribution):
+    """An installed distribution that exists only in memory, with ``nst_lightning`` entry points."""
+
     def __init__(self, name: str, version: str, entry_points: list[tuple[str, str]]) -> None:
-        self.metadata = {"name": name}
-        self.version = version
-        self.entry_points = [
-            importlib.metadata.EntryPoint(name=ep_name, value=value, group="nst_lightning")
-            for ep_name, value in entry_points
-        ]
+        self._files = {
+            "METADATA": f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n",
+            "entry_points.txt": "[nst_lightning]\n" + "".join(f"{n} = {v}\n" for n, v in entry_points),
+        }
+
+    def read_text(self, filename: str) -> str | None:
+        return self._files.get(filename)
+
+    def locate_file(self, path):  # noqa: ANN001, ANN201
+        return None
 
 
 def install_fake_distributions(monkeypatch, *dists: FakeDistribution) -> None:
-    monkeypatch.setattr(importlib.metadata, "distributions", lambda: list(dists))
+    """Add ``dists`` in front of the real installed distributions, and switch autoloading on."""
+    real = importlib.metadata.distributions
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda **kw: [*dists, *real(**kw)] if not kw else real(**kw))
     monkeypatch.delenv("NST_LIGHTNING_DISABLE_PLUGIN_AUTOLOAD", raising=False)
 
 

@@ -19,12 +19,16 @@ from .module import StyleTransfer
 from .plugins import load_plugins
 
 DEBUG_ENV = "NST_LIGHTNING_DEBUG"
+DESCRIPTION = (
+    "Neural style transfer (Gatys et al.) with Lightning. "
+    "'nst-lightning fit --config configs/default.yaml' runs the default; "
+    "'nst-lightning plugins' lists the installed plugins and their components; "
+    "add --debug for a traceback on errors."
+)
 
 TRAINER_DEFAULTS = {
     "max_steps": 200,
     "log_every_n_steps": 10,
-    "num_sanity_val_steps": 0,
-    "limit_val_batches": 0,
 }
 
 
@@ -44,6 +48,15 @@ def _filter_known_warnings() -> None:
 
 class StyleTransferCLI(LightningCLI):
     """LightningCLI with ``--output``, ``--overwrite`` and ``--snapshot_every`` for the image writer."""
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        """Only ``fit``: style transfer optimizes; there is nothing to validate, test or predict."""
+        return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
+
+    def init_parser(self, **kwargs):  # noqa: ANN003, ANN201
+        kwargs.setdefault("description", DESCRIPTION)
+        return super().init_parser(**kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
         parser.add_argument("--output", type=str, default="outputs/stylized.png", help="Where the final PNG goes.")
