@@ -5,6 +5,7 @@ from __future__ import annotations
 from .backbones import VGG16, VGG19
 from .hookspecs import Register, hookimpl
 from .losses import ContentLoss, GramStyleLoss, TotalVariationLoss
+from .masks import MaskedGramStyleLoss
 from .optimizers import ImageAdam, ImageLBFGS
 
 
@@ -18,6 +19,7 @@ def nst_register_backbones(register: Register) -> None:
 def nst_register_losses(register: Register) -> None:
     register(ContentLoss)
     register(GramStyleLoss)
+    register(MaskedGramStyleLoss)
     register(TotalVariationLoss)
 
 

@@ -16,6 +16,7 @@ from lightning.pytorch.cli import LightningCLI
 from .data import StyleTransferData
 from .image_writer import ImageWriter
 from .module import StyleTransfer
+from .multiscale import MultiScale  # noqa: F401 - imported so configs can name the callback ``MultiScale``
 from .plugins import load_plugins
 
 DEBUG_ENV = "NST_LIGHTNING_DEBUG"

@@ -8,7 +8,9 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
+from .colour import STYLE_COLOUR_CHOICES, match_colour
 from .images import load_image
+from .masks import load_mask
 
 
 class _Steps(Dataset):
@@ -33,6 +35,10 @@ class StyleTransferData(pl.LightningDataModule):
         size: the long edge of the output, in pixels.
         style_scale: the style images' long edge relative to ``size`` (0.5 gives finer strokes, 2 coarser ones).
         style_blend_weights: one weight per style image; normalized to sum to 1. Default: equal weights.
+        style_colour: recolour each style image to the content's colours before transfer: ``none``,
+            ``histogram`` (match each RGB channel's histogram) or ``covariance`` (match the RGB mean and covariance).
+        masks: one mask image per style image (white: that style applies); needs ``MaskedGramStyleLoss``.
+            Regions that no mask covers keep their content.
     """
 
     def __init__(
@@ -42,6 +48,8 @@ class StyleTransferData(pl.LightningDataModule):
         size: int = 256,
         style_scale: float = 1.0,
         style_blend_weights: list[float] | None = None,
+        style_colour: str = "none",
+        masks: list[str] | None = None,
     ) -> None:
         super().__init__()
         styles = [style] if isinstance(style, str) else list(style)
@@ -51,6 +59,13 @@ class StyleTransferData(pl.LightningDataModule):
             raise ValueError(f"data.size must be an integer of at least 16 pixels, not {size!r}")
         if not style_scale > 0:
             raise ValueError(f"data.style_scale must be > 0, not {style_scale!r}")
+        if style_colour not in STYLE_COLOUR_CHOICES:
+            raise ValueError(f"data.style_colour must be one of {', '.join(STYLE_COLOUR_CHOICES)}, not {style_colour!r}")
+        masks = list(masks or [])
+        if masks and len(masks) != len(styles):
+            raise ValueError(f"data.masks has {len(masks)} mask images for {len(styles)} style images; give one per style")
+        if masks and style_blend_weights is not None:
+            raise ValueError("data.style_blend_weights do not apply with data.masks: each style has its own region")
         if style_blend_weights is None:
             style_blend_weights = [1.0] * len(styles)
         if len(style_blend_weights) != len(styles):
@@ -63,17 +78,28 @@ class StyleTransferData(pl.LightningDataModule):
         self.style = styles
         self.size = size
         self.style_scale = style_scale
+        self.style_colour = style_colour
+        self.masks = masks
         total = float(sum(style_blend_weights))
         self.style_weights = [float(w) / total for w in style_blend_weights]
         self.content_image: Tensor | None = None
         self.style_images: list[Tensor] = []
+        self.mask_images: list[Tensor] = []
+
+    def load_images(self, size: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+        """The content image with long edge ``size``, the style images (``style_scale`` times that, recoloured
+        by ``style_colour``) and the masks (at the content image's size). Multi-scale calls it once per scale."""
+        content = load_image(self.content, size, "content image")
+        style_edge = max(16, round(size * self.style_scale))
+        styles = [load_image(path, style_edge, "style image") for path in self.style]
+        styles = [match_colour(style, content, self.style_colour) for style in styles]
+        masks = [load_mask(path, tuple(content.shape[-2:])) for path in self.masks]
+        return content, styles, masks
 
     def setup(self, stage: str | None = None) -> None:
         if self.content_image is not None:
             return
-        self.content_image = load_image(self.content, self.size, "content image")
-        style_edge = max(16, round(self.size * self.style_scale))
-        self.style_images = [load_image(path, style_edge, "style image") for path in self.style]
+        self.content_image, self.style_images, self.mask_images = self.load_images(self.size)
 
     def train_dataloader(self) -> DataLoader:
         steps = self.trainer.max_steps if self.trainer is not None and self.trainer.max_steps > 0 else 1

@@ -53,8 +53,8 @@ class ImageWriter(pl.Callback):
         step = trainer.global_step
         if self.snapshot_every and step % self.snapshot_every == 0 and trainer.is_global_zero:
             path = self.output.with_name(f"{self.output.stem}_step{step:05d}.png")
-            save_png(pl_module.image, path, self.metadata(trainer))
+            save_png(pl_module.output_image(), path, self.metadata(trainer))
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.is_global_zero:
-            self.written = save_png(pl_module.image, self.output, self.metadata(trainer))
+            self.written = save_png(pl_module.output_image(), self.output, self.metadata(trainer))

@@ -27,7 +27,8 @@ class Targets:
 
     ``content`` and each entry of ``styles`` map layer names to the backbone's
     features (float32, no grad). ``style_weights`` are the normalized blend
-    weights of the style images (they sum to 1).
+    weights of the style images (they sum to 1). ``masks`` holds one 1×1×H×W
+    mask in [0, 1] per style image at the content image's size, or is empty.
     """
 
     content_image: Tensor
@@ -35,6 +36,7 @@ class Targets:
     style_images: list[Tensor] = field(default_factory=list)
     styles: list[dict[str, Tensor]] = field(default_factory=list)
     style_weights: list[float] = field(default_factory=list)
+    masks: list[Tensor] = field(default_factory=list)
 
 
 def gram_matrix(features: Tensor) -> Tensor:
@@ -137,6 +139,8 @@ class GramStyleLoss(LossTerm):
     def set_targets(self, targets: Targets) -> None:
         if not targets.styles:
             raise ValueError("GramStyleLoss needs at least one style image")
+        if targets.masks:
+            raise ValueError("data.masks needs a masked style loss: use class_path MaskedGramStyleLoss for the style")
         for i, name in enumerate(self.layers):
             blend = sum(b * gram_matrix(s[name]) for b, s in zip(targets.style_weights, targets.styles))
             self.register_buffer(f"target_{i}", blend, persistent=False)

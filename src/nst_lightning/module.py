@@ -13,11 +13,12 @@ from lightning.pytorch.cli import OptimizerCallable
 from torch import Tensor, nn
 
 from .backbones import Backbone, VGG19
+from .colour import keep_chroma
 from .images import load_image
 from .losses import ContentLoss, GramStyleLoss, LossTerm, Targets, TotalVariationLoss
 from .optimizers import ImageLBFGS
 
-INIT_CHOICES = ("content", "noise")
+INIT_CHOICES = ("content", "noise", "style")
 
 
 class PrecisionError(Exception):
@@ -51,7 +52,9 @@ class StyleTransfer(pl.LightningModule):
             ``style: GramStyleLoss`` and ``tv: TotalVariationLoss`` with their default weights and layers.
         optimizer: builds the optimizer for the image. Default: ``ImageLBFGS``.
         init: ``content``, ``noise`` (white noise; with content weight 0 this is texture synthesis),
-            or an image file.
+            ``style`` (the first style image, stretched to the content's size), or an image file.
+        preserve_colour: luminance-only transfer: every image written keeps the content's chroma and takes
+            only its luminance from the optimized image (YIQ; as neural-style's ``-original_colors``).
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class StyleTransfer(pl.LightningModule):
         losses: dict[str, LossTerm] | None = None,
         optimizer: OptimizerCallable | None = None,
         init: str = "content",
+        preserve_colour: bool = False,
     ) -> None:
         super().__init__()
         self.backbone = backbone if backbone is not None else VGG19()
@@ -72,6 +76,7 @@ class StyleTransfer(pl.LightningModule):
         self.losses = nn.ModuleDict(losses)
         self.optimizer_factory = optimizer
         self.init = init
+        self.preserve_colour = preserve_colour
         self.layers = sorted({name for term in self.losses.values() for name in term.layers})
         self.backbone.check_layers(self.layers)
         self.backbone.truncate(self.layers)
@@ -81,28 +86,51 @@ class StyleTransfer(pl.LightningModule):
 
     # -- set-up -----------------------------------------------------------------------------
 
-    def initial_image(self, content: Tensor) -> Tensor:
+    def initial_image(self) -> Tensor:
+        """The starting image at the content image's current size."""
+        content = self.content_image
         if self.init == "content":
             return content.clone()
         if self.init == "noise":
             return torch.rand_like(content)
         _, _, h, w = content.shape
-        image = load_image(self.init, None, "init image")
+        image = self.style_images[0] if self.init == "style" else load_image(self.init, None, "init image")
+        image = image.to(content.device, content.dtype)
         return nn.functional.interpolate(image, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
+
+    def set_images(self, content: Tensor, styles: list[Tensor], masks: list[Tensor]) -> None:
+        """Set (or replace, as multi-scale does) the images the targets are computed from, on the module's device."""
+        device = self.device
+        self.register_buffer("content_image", content.to(device).clone(), persistent=False)
+        for i, style in enumerate(styles):
+            self.register_buffer(f"style_image_{i}", style.to(device).clone(), persistent=False)
+        for i, mask in enumerate(masks):
+            self.register_buffer(f"mask_{i}", mask.to(device).clone(), persistent=False)
+        self.num_styles, self.num_masks = len(styles), len(masks)
 
     def setup(self, stage: str) -> None:
         if self.image is not None:
             return
         data = self.trainer.datamodule
-        self.register_buffer("content_image", data.content_image.clone(), persistent=False)
-        for i, style in enumerate(data.style_images):
-            self.register_buffer(f"style_image_{i}", style.clone(), persistent=False)
+        self.set_images(data.content_image, data.style_images, getattr(data, "mask_images", []))
         self.style_weights = list(data.style_weights)
-        self.image = nn.Parameter(self.initial_image(data.content_image).contiguous())
+        self.image = nn.Parameter(self.initial_image().contiguous())
 
     @property
     def style_images(self) -> list[Tensor]:
-        return [getattr(self, f"style_image_{i}") for i in range(len(self.style_weights))]
+        return [getattr(self, f"style_image_{i}") for i in range(self.num_styles)]
+
+    @property
+    def masks(self) -> list[Tensor]:
+        return [getattr(self, f"mask_{i}") for i in range(self.num_masks)]
+
+    @torch.no_grad()
+    def output_image(self) -> Tensor:
+        """The image to write: the optimized image, with the content's chroma under ``preserve_colour``."""
+        image = self.image.detach()
+        if self.preserve_colour:
+            image = keep_chroma(image, self.content_image)
+        return image
 
     @torch.no_grad()
     def compute_targets(self) -> None:
@@ -116,6 +144,7 @@ class StyleTransfer(pl.LightningModule):
             style_images=self.style_images,
             styles=[{k: v.float() for k, v in s.items()} for s in styles],
             style_weights=self.style_weights,
+            masks=self.masks,
         )
         for term in self.losses.values():
             term.set_targets(targets)
