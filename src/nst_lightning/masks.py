@@ -28,10 +28,11 @@ def load_mask(path: str | os.PathLike, size: tuple[int, int]) -> Tensor:
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
-    """``mask`` resized to a feature layer's ``size`` (area-weighted, so a region's share is kept)."""
+    """``mask`` shrunk to a feature layer's ``size`` by averaging (adaptive average pooling), as the pooling
+    layers shrink the features: a feature position gets the share of its pixels inside the region."""
     if tuple(mask.shape[-2:]) == tuple(size):
         return mask
-    return F.interpolate(mask, size=size, mode="bilinear", antialias=True, align_corners=False).clamp(0, 1)
+    return F.adaptive_avg_pool2d(mask, size).clamp(0, 1)
 
 
 def masked_gram_matrix(features: Tensor, mask: Tensor) -> Tensor:
