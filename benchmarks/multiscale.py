@@ -72,7 +72,8 @@ def main() -> None:
     run(args.size, coarse + args.steps, [multi_scale, multi])
     final_rows = [r for r in multi.rows if r[1] == single.rows[-1][1]]
     reached = final_rows[-1][2] <= target
-    print(f"size {args.size} px ({'x'.join(map(str, single.rows[-1][1]))}), torch threads {args.threads}")
+    height, width = single.rows[-1][1]
+    print(f"size {args.size} px ({width}x{height}), torch threads {args.threads}")
     print(f"target loss (single scale after {args.steps} steps): {target:.4f}")
     print(f"single scale: {args.steps} steps, {seconds:.1f} s")
     print(f"multi-scale {multi_scale.sizes} px, {args.steps_per_scale} steps per coarse scale: "

@@ -29,10 +29,10 @@ LOSS_PLUGIN = """
 def test_builtins_register_through_the_hooks():
     plugins = load_plugins(autoload=False)
     assert plugins.registry.names("backbone") == ["VGG16", "VGG19"]
-    assert plugins.registry.names("loss") == ["ContentLoss", "GramStyleLoss", "TotalVariationLoss"]
+    assert plugins.registry.names("loss") == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TotalVariationLoss"]
     assert plugins.registry.names("optimizer") == ["ImageAdam", "ImageLBFGS"]
     assert plugins.manager.get_plugin(BUILTIN_PLUGIN) is not None
-    assert plugins.info[BUILTIN_PLUGIN].components["loss"] == ["ContentLoss", "GramStyleLoss", "TotalVariationLoss"]
+    assert plugins.info[BUILTIN_PLUGIN].components["loss"] == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TotalVariationLoss"]
 
 
 def test_every_hookspec_is_documented_and_implemented_by_builtins():
