@@ -10,8 +10,8 @@ Both follow the nst-lightning loss contract: targets are computed once in
 ``set_targets``, every statistic and loss is computed in float32 (also under
 autocast), and ``forward`` returns the weighted loss, one value per image.
 With ``normalize: true`` (the default) each layer's loss is divided by the
-mean square of its target features, so that it is a relative error that does
-not depend on a backbone's activation scale or on the image size.
+style's distance from all-zero features, so that it is a relative error that
+does not depend on a backbone's activation scale or on the image size.
 """
 
 from __future__ import annotations
@@ -103,12 +103,13 @@ class WassersteinStyleLoss(LossTerm):
             (crowsonkb's style-transfer-pytorch uses 256:64:16:4:1 for relu1_1 ... relu5_1).
         eps: regularization, relative to the target's mean variance: ``eps · tr(C_t)/C`` is added to
             the diagonal of both covariances, which keeps the square roots' gradients finite.
-        normalize: divide each layer's distance by the mean square of the style's features.
+        normalize: divide each layer's squared distance by ``|m_t|² + tr(C_t)``, the style's distance
+            from all-zero features, so that it is a relative error.
     """
 
     def __init__(
         self,
-        weight: float = 3.0,
+        weight: float = 5.0,
         layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
         layer_weights: Sequence[float] | None = None,
         eps: float = 1e-4,
@@ -133,12 +134,12 @@ class WassersteinStyleLoss(LossTerm):
             channels = cov.shape[-1]
             eps = self.eps * trace(cov).clamp_min(0) / channels
             eye = torch.eye(channels, device=cov.device)
-            mean_square = trace(second) / channels
+            total_square = trace(second)  # |m_t|² + tr(C_t): the distance from the style to all-zero features
             self.register_buffer(f"mean_{i}", mean, persistent=False)
             self.register_buffer(f"cov_sqrt_{i}", sqrtm_psd(cov + eps[..., None, None] * eye), persistent=False)
             self.register_buffer(f"eps_{i}", eps, persistent=False)
             self.eps_values.append(float(eps.max()))
-            scale = 1.0 / mean_square.clamp_min(1e-12) if self.normalize else torch.ones_like(mean_square)
+            scale = 1.0 / total_square.clamp_min(1e-12) if self.normalize else torch.ones_like(total_square)
             self.register_buffer(f"scale_{i}", scale, persistent=False)
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
@@ -199,7 +200,7 @@ class HistogramStyleLoss(LossTerm):
 
     def __init__(
         self,
-        weight: float = 1.0,
+        weight: float = 3.0,
         layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
         layer_weights: Sequence[float] | None = None,
         normalize: bool = True,
