@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-PLUGIN_ROOT = Path(__file__).resolve().parents[1]
-CONFIGS = PLUGIN_ROOT / "configs"
+
+
 
 
 @pytest.fixture
