@@ -14,6 +14,7 @@ import warnings
 from lightning.pytorch.cli import LightningCLI
 
 from .data import StyleTransferData
+from .component_names import check_component_names
 from .image_writer import ImageWriter
 from .module import StyleTransfer
 from .plugins import load_plugins
@@ -114,7 +115,7 @@ def main(args: list[str] | None = None) -> None:
 
             print_plugins(load_plugins())
             return
-        load_plugins()
+        check_component_names(argv, load_plugins().registry)
         build_cli(argv)
     except SystemExit:
         raise
