@@ -130,7 +130,7 @@ def check_component_names(argv: list[str], registry: Registry) -> None:
             choices = sorted({*registered, *(n for n in dir(torch.optim) if n in _subclass_names(torch.optim.Optimizer))})
         else:
             choices = registered
-        close = difflib.get_close_matches(short, choices, n=1)
+        close = difflib.get_close_matches(short, choices, n=1, cutoff=0.4)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownComponentError(
             f"{key}: unknown {kind} {path!r}; {hint}known {PLURAL[kind]}: {', '.join(choices)} "
