@@ -29,6 +29,7 @@ DESCRIPTION = (
 TRAINER_DEFAULTS = {
     "max_steps": 200,
     "log_every_n_steps": 10,
+    "benchmark": True,  # cudnn.benchmark: the image size is fixed for the whole run
 }
 
 
@@ -42,6 +43,8 @@ def _filter_known_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, module=r"lightning\.pytorch\.cli")
     # lightning 2.6 with torch >= 2.10: lightning's own use of a deprecated torch pytree API.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # Without tensorboard Lightning logs to CSV, as README.md says; its notice about tensorboardX adds nothing.
+    warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     # main() passes the arguments itself (after taking out --debug).
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
 
