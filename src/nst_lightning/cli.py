@@ -83,6 +83,14 @@ class StyleTransferCLI(LightningCLI):
         user = user if isinstance(user, list) else [user]
         return super().instantiate_trainer(callbacks=[*user, writer], **kwargs)
 
+    def before_fit(self) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError(
+                f"--trainer.devices gives {self.trainer.world_size} processes, but one style transfer optimizes one "
+                "image: data parallelism would average the gradients of identical copies. Use --trainer.devices 1, "
+                "and 'nst-lightning sweep' to run many settings on many devices"
+            )
+
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
             print(f"Stylized image written to {self.image_writer.written}")
