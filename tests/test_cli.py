@@ -196,3 +196,13 @@ def test_several_devices_are_refused_before_any_process_starts(tmp_path, capsys)
     assert exit_info.value.code != 0
     assert "--trainer.devices 1" in capsys.readouterr().err
     assert not (tmp_path / "out.png").exists()
+
+
+def test_no_config_file_is_written_to_the_working_directory_without_a_logger(tmp_path, monkeypatch):
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text("mine")
+    monkeypatch.chdir(work)
+    main(tiny(tmp_path, "--trainer.default_root_dir", str(work), steps=1))
+    assert (work / "config.yaml").read_text() == "mine"
+    assert sorted(p.name for p in work.iterdir()) == ["config.yaml"]

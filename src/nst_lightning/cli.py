@@ -11,7 +11,7 @@ import sys
 import traceback
 import warnings
 
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .data import StyleTransferData
 from .image_writer import ImageWriter
@@ -47,6 +47,18 @@ def _filter_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     # main() passes the arguments itself (after taking out --debug).
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+
+
+class SaveConfigToLogDir(SaveConfigCallback):
+    """Saves ``config.yaml`` beside the logs, and nowhere when logging is off.
+
+    Lightning's own callback falls back to the working directory without a logger, where it could
+    replace a user's file; the PNG's metadata holds the config in any case.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001
+        if trainer.logger is not None:
+            super().setup(trainer, pl_module, stage)
 
 
 class StyleTransferCLI(LightningCLI):
@@ -104,6 +116,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferC
         args=args,
         run=run,
         trainer_defaults=TRAINER_DEFAULTS,
+        save_config_callback=SaveConfigToLogDir,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
