@@ -198,11 +198,11 @@ def test_several_devices_are_refused_before_any_process_starts(tmp_path, capsys)
     assert not (tmp_path / "out.png").exists()
 
 
-def test_no_config_file_is_written_to_the_working_directory_without_a_logger(tmp_path, monkeypatch):
+def test_no_config_file_is_written_without_a_logger(tmp_path):
+    # Without a logger Lightning's log_dir is the root dir (the working directory by default).
     work = tmp_path / "work"
     work.mkdir()
     (work / "config.yaml").write_text("mine")
-    monkeypatch.chdir(work)
     main(tiny(tmp_path, "--trainer.default_root_dir", str(work), steps=1))
     assert (work / "config.yaml").read_text() == "mine"
     assert sorted(p.name for p in work.iterdir()) == ["config.yaml"]
