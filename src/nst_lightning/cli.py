@@ -13,7 +13,7 @@ import warnings
 
 import yaml
 from jsonargparse import ArgumentError
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .data import StyleTransferData
 from .errors import one_line
@@ -34,6 +34,7 @@ DESCRIPTION = (
 TRAINER_DEFAULTS = {
     "max_steps": 200,
     "log_every_n_steps": 10,
+    "benchmark": True,  # cudnn.benchmark: the image size is fixed for the whole run
 }
 
 
@@ -47,11 +48,25 @@ def _filter_known_warnings() -> None:
         warnings.filterwarnings("ignore", message=message, module=r"lightning\.pytorch\.cli")
     # lightning 2.6 with torch >= 2.10: lightning's own use of a deprecated torch pytree API.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # Without tensorboard Lightning logs to CSV, as README.md says; its notice about tensorboardX adds nothing.
+    warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     # main() passes the arguments itself (after taking out --debug).
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
     # Resuming (--ckpt_path) from a checkpoint saved mid-epoch: every batch is the same empty item and the
     # step count is restored, so restarting the epoch's data loader changes nothing.
     warnings.filterwarnings("ignore", message=r"(?s).*resuming from a checkpoint that ended before the epoch ended")
+
+
+class SaveConfigToLogDir(SaveConfigCallback):
+    """Saves ``config.yaml`` beside the logs, and nowhere when logging is off.
+
+    Lightning's own callback falls back to the working directory without a logger, where it could
+    replace a user's file; the PNG's metadata holds the config in any case.
+    """
+
+    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001
+        if trainer.logger is not None:
+            super().setup(trainer, pl_module, stage)
 
 
 class StyleTransferCLI(LightningCLI):
@@ -92,6 +107,14 @@ class StyleTransferCLI(LightningCLI):
         guards = [NonFiniteGuard(writer.output), InterruptSaver(writer.output)]
         return super().instantiate_trainer(callbacks=[*user, *guards, writer], **kwargs)
 
+    def before_fit(self) -> None:
+        if self.trainer.world_size > 1:
+            raise ValueError(
+                f"--trainer.devices gives {self.trainer.world_size} processes, but one style transfer optimizes one "
+                "image: data parallelism would average the gradients of identical copies. Use --trainer.devices 1, "
+                "and 'nst-lightning sweep' to run many settings on many devices"
+            )
+
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
             print(f"Stylized image written to {self.image_writer.written}")
@@ -105,6 +128,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferC
         args=args,
         run=run,
         trainer_defaults=TRAINER_DEFAULTS,
+        save_config_callback=SaveConfigToLogDir,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,
     )
