@@ -54,3 +54,16 @@ def test_multiscale_reaches_the_loss_sooner_at_the_final_size():
     assert steps_to_target <= 16, (steps_to_target, target, multi_losses)
     # At every step at the final size it is ahead of the single-scale run's same step.
     assert all(m < s for m, s in zip(multi_losses, single_losses)), (multi_losses, single_losses)
+
+
+def test_multiscale_from_the_command_line(tmp_path):
+    # The callback is named on the command line; the run's other callbacks (the NaN guard keeps a copy of
+    # the image, the writer writes it) follow the image from 57 px to 80 px.
+    from nst_lightning.cli import main
+
+    from .test_cli import read_png, tiny
+
+    main(tiny(tmp_path, "--trainer.callbacks+=MultiScale", "--trainer.callbacks.scales", "2",
+              "--trainer.callbacks.steps_per_scale", "10", "--snapshot_every", "10", steps=12))
+    assert read_png(tmp_path / "out.png").shape == (1, 3, 60, 80)
+    assert read_png(tmp_path / "out_step00010.png").shape == (1, 3, 43, 57)
