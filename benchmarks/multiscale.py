@@ -80,7 +80,11 @@ def main() -> None:
           f"{'reached' if reached else 'NOT reached'} after {len(final_rows)} steps at the final size, "
           f"{multi.rows[-1][0]:.1f} s in all (coarse scales: {multi.rows[coarse - 1][0]:.1f} s)")
     if reached:
-        print(f"speed-up: {seconds / multi.rows[-1][0]:.2f}x in time, {args.steps / len(final_rows):.2f}x in final-size steps")
+        # Load-independent: a coarse step costs about its share of the final size's pixels.
+        pixels = [r[1][0] * r[1][1] for r in multi.rows]
+        equivalent = sum(p / pixels[-1] for p in pixels)
+        print(f"speed-up: {seconds / multi.rows[-1][0]:.2f}x in time, {args.steps / len(final_rows):.2f}x in "
+              f"final-size steps, {args.steps / equivalent:.2f}x in pixel-weighted steps ({equivalent:.1f})")
     print("single-scale loss every 10 steps:", [round(r[2], 3) for r in single.rows[::10]])
     print("multi-scale final-size loss every 10 steps:", [round(r[2], 3) for r in final_rows[::10]])
 
