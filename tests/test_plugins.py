@@ -159,7 +159,7 @@ def test_plugins_command_shows_failed_plugins_and_fit_still_works(monkeypatch, t
     [
         (["--model.losses.style.class_path", "GramStyleLos"],
          "model.losses.style: unknown loss 'GramStyleLos'; did you mean 'GramStyleLoss'? known losses: ContentLoss, "
-         "GramStyleLoss, TotalVariationLoss"),
+         "GramStyleLoss, MaskedGramStyleLoss, TotalVariationLoss"),
         (["--model.backbone", "VGG91"], "model.backbone: unknown backbone 'VGG91'; did you mean 'VGG19'?"),
         (["--model.optimizer", "ImageLBGFS"], "model.optimizer: unknown optimizer 'ImageLBGFS'; did you mean 'ImageLBFGS'?"),
         (["--model.backbone", "nst_lightning.backbones.VGG91"], "did you mean 'VGG19'?"),

@@ -37,8 +37,8 @@ def test_style_scale_sizes_the_style_relative_to_the_output(scale, long_edge):
     data.setup()
     assert max(data.style_images[0].shape[-2:]) == long_edge
     # Relative to every size it is asked for, as multi-scale does per scale.
-    content, styles, _ = data.load_images(40)
-    assert max(content.shape[-2:]) == 40 and max(styles[0].shape[-2:]) == max(16, round(40 * scale))
+    content, styles, _ = data.load_images(64)
+    assert max(content.shape[-2:]) == 64 and max(styles[0].shape[-2:]) == round(64 * scale)
 
 
 @pytest.mark.parametrize("init", ["content", "noise", "style", "file"])
