@@ -110,9 +110,23 @@ def _split_commas(text: str) -> list[str]:
     return [*parts, current]
 
 
+_FLOAT = re.compile(r"^[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")
+
+
+def numbers(value: Any) -> Any:
+    """YAML 1.1 reads ``1e-2`` as a string; read it (in lists and mappings too) as the number it means."""
+    if isinstance(value, str) and _FLOAT.match(value):
+        return float(value)
+    if isinstance(value, list):
+        return [numbers(v) for v in value]
+    if isinstance(value, dict):
+        return {k: numbers(v) for k, v in value.items()}
+    return value
+
+
 def _yaml_value(text: str, where: str) -> Any:
     try:
-        return yaml.safe_load(text)
+        return numbers(yaml.safe_load(text))
     except yaml.YAMLError as exc:
         raise SweepError(f"{where}: {text!r} is not a YAML value ({exc.problem})") from None
 
@@ -139,7 +153,7 @@ def _mapping(spec: dict[str, Any], key: str) -> dict[str, Any]:
     value = spec.get(key) or {}
     if not isinstance(value, dict) or not all(isinstance(k, str) and k for k in value):
         raise SweepError(f"sweep: {key} must map dotted config keys to values")
-    return value
+    return numbers(value)
 
 
 def _sampler(key: str, dist: Any):  # noqa: ANN202

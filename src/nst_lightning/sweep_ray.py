@@ -24,10 +24,13 @@ def trial_resources(cluster: dict[str, float]) -> dict[str, float]:
 
 def sweep_trainable(config: dict[str, Any], sweep: Sweep, batches: list[list[Point]], cwd: str, dry_run: bool) -> None:
     """The Tune trainable: runs batch ``config['batch']`` and reports its points' records."""
+    import ray
     from ray import tune
 
     os.chdir(cwd)  # relative paths in the config mean the driver's working directory
     records = run_batch(sweep, batches[config["batch"]], dry_run)
+    for record in records:
+        record["ray_gpu_ids"] = [str(i) for i in ray.get_gpu_ids()]
     tune.report({"records": json.dumps(records, default=str)})
 
 

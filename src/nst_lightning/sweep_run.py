@@ -55,6 +55,12 @@ def _record(point: Point, output: Path, status: str, **fields: Any) -> Record:
     return {"name": point.name, "params": point.params, "status": status, "output": str(output), **fields}
 
 
+def _ran(point: Point, output: Path, status: str, start: float, **fields: Any) -> Record:
+    """The record of a point that ran here: with its time, the device and the GPU it was given."""
+    return _record(point, output, status, seconds=round(time.perf_counter() - start, 2), device=visible_device(),
+                   cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), **fields)
+
+
 def _build(args: list[str]):  # noqa: ANN202
     """``build_cli(args, run=False)``, with a config error raised as one line instead of an exit."""
     from .cli import build_cli
@@ -92,10 +98,8 @@ def run_point(sweep: Sweep, point: Point) -> Record:
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
         losses = final_losses(cli)[0]
     except Exception as exc:  # noqa: BLE001 - a failing point is recorded; the others go on
-        return _record(point, output, "failed", error=f"{type(exc).__name__}: {exc}",
-                       seconds=round(time.perf_counter() - start, 2), device=visible_device())
-    return _record(point, output, "done", losses=losses, seconds=round(time.perf_counter() - start, 2),
-                   batch_size=1, device=visible_device())
+        return _ran(point, output, "failed", start, error=f"{type(exc).__name__}: {exc}")
+    return _ran(point, output, "done", start, losses=losses, batch_size=1)
 
 
 def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
@@ -110,19 +114,13 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
         writer = ImageWriter(outputs[i], overwrite=True, config=config)
         save_png(cli.model.image[i], outputs[i], writer.metadata(cli.trainer))
     losses = final_losses(cli)
-    seconds = round(time.perf_counter() - start, 2)
-    return [
-        _record(p, out, "done", losses=loss, seconds=seconds, batch_size=len(points), device=visible_device())
-        for p, out, loss in zip(points, outputs, losses)
-    ]
+    return [_ran(p, out, "done", start, losses=loss, batch_size=len(points)) for p, out, loss in zip(points, outputs, losses)]
 
 
 def run_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) -> list[Record]:
     """Run one planned batch; a batch that fails runs again point by point, so each failure is its own."""
     if dry_run:
-        return [_record(p, output_path(sweep, p), "dry-run", device=visible_device(),
-                        cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), pid=os.getpid())
-                for p in points]
+        return [_ran(p, output_path(sweep, p), "dry-run", time.perf_counter(), pid=os.getpid()) for p in points]
     for name in ("lightning.pytorch", "lightning.fabric"):  # per-run notices; the sweep prints its own
         logging.getLogger(name).setLevel(logging.WARNING)
     if len(points) > 1:
