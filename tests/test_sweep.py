@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -213,3 +214,20 @@ def test_ray_runs_a_four_point_sweep_with_one_simulated_gpu_per_trial(tmp_path):
     seen = [(r["ray_gpu_ids"], r["cuda_visible_devices"]) for r in records.values()]
     assert all(len(ids) == 1 and visible == ids[0] for ids, visible in seen), seen
     assert {visible for _, visible in seen} == {"0", "1"}
+
+
+@pytest.mark.parametrize("path", sorted((ROOT / "configs" / "sweeps").glob("*.yaml")), ids=lambda p: p.name)
+def test_every_sweep_file_expands(path):
+    sweep = build_sweep(DEFAULT, path)
+    assert len(sweep.points) >= 4 and len({p.name for p in sweep.points}) == len(sweep.points)
+    assert all(p.name != "base" for p in sweep.points)
+    assert sum(len(b) for b in plan_batches(sweep, sweep.points, 8)) == len(sweep.points)
+
+
+def test_local_workers_share_out_the_runs(tmp_path):
+    """Two local worker processes (on a GPU machine: one per GPU), planned but not run."""
+    sweep = build_sweep(DEFAULT, None, ["model.losses.style.init_args.weight=1,2,3,4"], tmp_path / "workers")
+    records = run_sweep(sweep, workers=2, dry_run=True)
+    assert [r["status"] for r in records.values()] == ["dry-run"] * 4
+    assert 1 <= len({r["pid"] for r in records.values()}) <= 2
+    assert all(r["pid"] != os.getpid() for r in records.values())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import io
 import logging
 import multiprocessing
@@ -24,6 +25,7 @@ import torch
 
 from .image_writer import ImageWriter
 from .images import save_png
+from .plugins import load_plugins
 from .sweep import (
     Point,
     Sweep,
@@ -61,10 +63,17 @@ def _ran(point: Point, output: Path, status: str, start: float, **fields: Any) -
                    cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), **fields)
 
 
+@functools.cache
+def _load_plugins_once() -> None:
+    """Configs may name plugin classes: load the plugins once in every process that builds runs (Ray, workers)."""
+    load_plugins()
+
+
 def _build(args: list[str]):  # noqa: ANN202
     """``build_cli(args, run=False)``, with a config error raised as one line instead of an exit."""
     from .cli import build_cli
 
+    _load_plugins_once()
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
