@@ -18,6 +18,7 @@ from nst_lightning.sweep import (
     SweepError,
     build_sweep,
     expand,
+    loss_weights,
     output_path,
     parse_set,
     plan_batches,
@@ -97,6 +98,12 @@ def test_adam_points_batch_by_everything_but_loss_weights_and_lbfgs_runs_alone(t
 
     noise = build_sweep(DEFAULT, None, [weights, "seed_everything=1,2", ADAM, "model.init=noise"])
     assert sorted(len(b) for b in plan_batches(noise, noise.points, 8)) == [3, 3]  # each seed its own noise
+
+    tv = "{class_path: TotalVariationLoss, init_args: {weight: %s}}"
+    whole = build_sweep(DEFAULT, None, [f"model.losses.tv={tv % 7},{tv % 9}", ADAM])  # whole loss terms swept
+    assert [loss_weights(whole, p) for p in whole.points] == [
+        {"content": 1.0, "style": 30.0, "tv": 7.0}, {"content": 1.0, "style": 30.0, "tv": 9.0}]
+    assert [len(b) for b in plan_batches(whole, whole.points, 8)] == [2]
 
     lbfgs = build_sweep(DEFAULT, None, [weights])  # the default optimizer: ImageLBFGS
     assert [len(b) for b in plan_batches(lbfgs, lbfgs.points, 8)] == [1, 1, 1]
@@ -179,7 +186,7 @@ def test_sweep_records_a_failing_point_finishes_the_others_and_resumes(tmp_path,
     assert sorted(f.name for f in out.glob("*.png")) == sorted(
         [Path(p["output"]).name for p in manifest["points"]] + ["contact_sheet.png"])
     with Image.open(out / "contact_sheet.png") as sheet:
-        assert sheet.width > 2 * 192 and sheet.height > 2 * 192  # 2×2 thumbnails with labels
+        assert sheet.width > 2 * 48 and sheet.height > 2 * (36 + 2 * 14)  # 2×2 images with 2 label lines
 
     main(args)  # all finished: nothing runs
     assert "4 points (4 finished before), 0 to run" in capsys.readouterr().out

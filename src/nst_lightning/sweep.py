@@ -37,7 +37,6 @@ import yaml
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 SPEC_KEYS = {"grid", "random", "samples", "seed", "fixed", "output_dir"}
-WEIGHT_KEY = re.compile(r"^model\.losses\.([^.]+)\.init_args\.weight$")
 SEED_KEY = "seed_everything"
 # Every point runs quietly without checkpoints; the sweep prints its own progress. A sweep's `fixed` overrides these.
 POINT_DEFAULTS = {
@@ -76,10 +75,6 @@ class Point:
     name: str = ""
     result: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def loss_weights(self) -> dict[str, float]:
-        """The loss weights this point sets, by loss name."""
-        return {m.group(1): float(v) for k, v in self.params.items() if (m := WEIGHT_KEY.match(k))}
 
 
 # -- reading the sweep ----------------------------------------------------------------------------
@@ -342,6 +337,19 @@ def _is_lbfgs(name: str | None) -> bool:
     return not isinstance(cls, type) or issubclass(cls, torch.optim.LBFGS)
 
 
+def _loss_args(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``init_args`` of each loss term in a merged config, by loss name."""
+    losses = (config.get("model") or {}).get("losses") or {}
+    return {name: term["init_args"] for name, term in losses.items()
+            if isinstance(term, dict) and isinstance(term.get("init_args"), dict)}
+
+
+def loss_weights(sweep: Sweep, point: Point) -> dict[str, float]:
+    """The loss weights the point's config sets, by loss name (the others keep their class defaults)."""
+    return {name: float(args["weight"]) for name, args in _loss_args(merged_config(sweep, point)).items()
+            if "weight" in args}
+
+
 def _uses_lbfgs(config: dict[str, Any]) -> bool:
     optimizer = (config.get("model") or {}).get("optimizer")
     return _is_lbfgs(optimizer.get("class_path") if isinstance(optimizer, dict) else optimizer)
@@ -356,10 +364,8 @@ def batch_key(sweep: Sweep, point: Point) -> str | None:
     config = merged_config(sweep, point)
     if _uses_lbfgs(config):
         return None
-    for name in (config.get("model") or {}).get("losses") or {}:
-        term = config["model"]["losses"][name]
-        if isinstance(term, dict) and isinstance(term.get("init_args"), dict):
-            term["init_args"].pop("weight", None)
+    for args in _loss_args(config).values():
+        args.pop("weight", None)
     if (config.get("model") or {}).get("init", "content") != "noise":
         config.pop(SEED_KEY, None)
     config.pop("output", None)
@@ -421,6 +427,7 @@ def write_manifest(sweep: Sweep, records: dict[str, dict[str, Any]]) -> Path:
     try:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=2, default=str)
+        os.chmod(tmp, 0o644)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -32,6 +32,7 @@ from .sweep import (
     SweepError,
     build_sweep,
     is_finished,
+    loss_weights,
     output_path,
     plan_batches,
     point_arguments,
@@ -69,18 +70,23 @@ def _load_plugins_once() -> None:
     load_plugins()
 
 
-def _build(args: list[str]):  # noqa: ANN202
-    """``build_cli(args, run=False)``, with a config error raised as one line instead of an exit."""
-    from .cli import build_cli
-
-    _load_plugins_once()
+def _parsing(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` where jsonargparse reports a config error by exiting: raise it as one line instead."""
     stderr = io.StringIO()
     try:
         with contextlib.redirect_stderr(stderr):
-            return build_cli(args, run=False)
+            return call(*args)
     except SystemExit:
         lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
         raise SweepError(lines[-1] if lines else "invalid config") from None
+
+
+def _build(args: list[str]):  # noqa: ANN202
+    """``build_cli(args, run=False)``: the point's config parsed and its model, data and trainer built."""
+    from .cli import build_cli
+
+    _load_plugins_once()
+    return _parsing(build_cli, args, False)
 
 
 @torch.no_grad()
@@ -116,10 +122,10 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
     outputs = [output_path(sweep, p) for p in points]
     start = time.perf_counter()
     cli = _build(point_arguments(sweep, points[0], outputs[0]))
-    cli.model.set_sample_weights([p.loss_weights for p in points])
+    cli.model.set_sample_weights([loss_weights(sweep, p) for p in points])
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # the run's ImageWriter writes image 0
     for i in range(1, len(points)):
-        config = cli.parser.dump(cli.parser.parse_args(point_arguments(sweep, points[i], outputs[i])))
+        config = cli.parser.dump(_parsing(cli.parser.parse_args, point_arguments(sweep, points[i], outputs[i])))
         writer = ImageWriter(outputs[i], overwrite=True, config=config)
         save_png(cli.model.image[i], outputs[i], writer.metadata(cli.trainer))
     losses = final_losses(cli)
