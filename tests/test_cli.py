@@ -188,3 +188,21 @@ def test_bf16_mixed_runs_on_cpu(tmp_path, vgg19_caffe):
     style_before, _ = losses_of(load_image(CONTENT, SIZE), vgg19_caffe)
     style_after, _ = losses_of(read_png(tmp_path / "out.png"), vgg19_caffe)
     assert style_before / style_after > 3
+
+
+def test_several_devices_are_refused_before_any_process_starts(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(tiny(tmp_path, "--trainer.accelerator", "cpu", "--trainer.devices", "2", steps=1))
+    assert exit_info.value.code != 0
+    assert "--trainer.devices 1" in capsys.readouterr().err
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_no_config_file_is_written_without_a_logger(tmp_path):
+    # Without a logger Lightning's log_dir is the root dir (the working directory by default).
+    work = tmp_path / "work"
+    work.mkdir()
+    (work / "config.yaml").write_text("mine")
+    main(tiny(tmp_path, "--trainer.default_root_dir", str(work), steps=1))
+    assert (work / "config.yaml").read_text() == "mine"
+    assert sorted(p.name for p in work.iterdir()) == ["config.yaml"]

@@ -5,11 +5,15 @@ from __future__ import annotations
 import inspect
 
 import pytest
+import torch
 
 from nst_lightning import hookspecs
 from nst_lightning.plugins import BUILTIN_PLUGIN, PluginError, PluginImportWarning, load_plugins
 
+from .conftest import ROOT
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
+
+DEFAULT = ROOT / "configs" / "default.yaml"
 
 LOSS_PLUGIN = """
     import torch
@@ -107,3 +111,87 @@ def test_registry_refuses_unusable_classes():
         plugin.nst_register_losses = hookspecs.hookimpl(lambda register, cls=cls: register(cls))
         with pytest.raises(PluginError, match=message):
             load_plugins(autoload=False, extra=[("bad", plugin)])
+
+
+OPTIMIZER_PLUGIN = """
+    import torch
+    from nst_lightning import hookimpl
+
+    class HalfStepSGD(torch.optim.SGD):
+        def __init__(self, params, lr: float = 0.5):
+            super().__init__(params, lr=lr)
+
+    @hookimpl
+    def nst_register_optimizers(register):
+        register(HalfStepSGD)
+"""
+
+
+def test_optimizer_plugin_usable_by_short_name(monkeypatch, tmp_path):
+    from nst_lightning.cli import build_cli
+
+    write_module(monkeypatch, tmp_path, "nstp_sgd", OPTIMIZER_PLUGIN)
+    install_fake_distributions(monkeypatch, FakeDistribution("nst-sgd", "2.0", [("sgd", "nstp_sgd")]))
+    assert load_plugins().info["sgd"].components == {"optimizer": ["HalfStepSGD"]}
+    cli = build_cli(["--config", str(DEFAULT), "--model.optimizer", "HalfStepSGD", "--output", str(tmp_path / "x.png")],
+                    run=False)
+    optimizer = cli.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+    assert type(optimizer).__name__ == "HalfStepSGD" and optimizer.defaults["lr"] == 0.5
+
+
+def test_plugins_command_shows_failed_plugins_and_fit_still_works(monkeypatch, tmp_path, capsys):
+    from nst_lightning.cli import main
+
+    write_module(monkeypatch, tmp_path, "nstp_broken2", "raise ImportError('needs libbar')\n")
+    install_fake_distributions(monkeypatch, FakeDistribution("nst-broken2", "0.3", [("broken2", "nstp_broken2")]))
+    with pytest.warns(PluginImportWarning):
+        main(["plugins"])
+    out = capsys.readouterr().out
+    assert "nst_lightning.builtins (nst-lightning" in out and "loss: ContentLoss, GramStyleLoss" in out
+    assert "broken2 (nst-broken2 0.3)\n  failed to import: ImportError: needs libbar" in out
+    with pytest.warns(PluginImportWarning), pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(DEFAULT), "--print_config"])
+    assert exit_info.value.code == 0 and "GramStyleLoss" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--model.losses.style.class_path", "GramStyleLos"],
+         "model.losses.style: unknown loss 'GramStyleLos'; did you mean 'GramStyleLoss'? known losses: ContentLoss, "
+         "GramStyleLoss, TotalVariationLoss"),
+        (["--model.backbone", "VGG91"], "model.backbone: unknown backbone 'VGG91'; did you mean 'VGG19'?"),
+        (["--model.optimizer", "ImageLBGFS"], "model.optimizer: unknown optimizer 'ImageLBGFS'; did you mean 'ImageLBFGS'?"),
+        (["--model.backbone", "nst_lightning.backbones.VGG91"], "did you mean 'VGG19'?"),
+        (["--config", "CONFIG"], "model.losses.tv: unknown loss 'TVLoss'; did you mean 'TotalVariationLoss'?"),
+    ],
+)
+def test_unknown_component_names_list_the_known_ones(tmp_path, capsys, args, message):
+    from nst_lightning.cli import main
+
+    config = tmp_path / "bad.yaml"
+    config.write_text("model:\n  losses:\n    tv: {class_path: TVLoss}\n")
+    args = [str(config) if a == "CONFIG" else a for a in args]
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(DEFAULT), *args, "--print_config"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_known_names_pass_the_check():
+    from nst_lightning.component_names import check_component_names
+
+    registry = load_plugins(autoload=False).registry
+    check_component_names(["fit", "--config", str(DEFAULT), "--model.optimizer", "SGD",
+                           "--model.optimizer", "torch.optim.Adam", "--model.backbone=VGG16"], registry)
+
+
+def test_wrong_init_arg_type_points_at_the_key(capsys):
+    from nst_lightning.cli import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(DEFAULT), "--model.losses.style.init_args.weight", "heavy", "--print_config"])
+    assert exit_info.value.code != 0
+    err = capsys.readouterr().err
+    assert "weight" in err and "heavy" in err and "float" in err and "Traceback" not in err

@@ -12,7 +12,8 @@ from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
-
+# The backbone pools its input four times before relu5_1: a smaller edge leaves no feature map.
+MIN_EDGE = 16
 
 
 class ImageError(Exception):
@@ -53,8 +54,8 @@ def open_rgb(path: str | os.PathLike, what: str = "image") -> Image.Image:
             return _to_rgb(image)
     except Image.DecompressionBombError as exc:
         raise ImageError(
-            f"{what} {str(p)!r} is larger than Pillow's decompression-bomb limit ({exc}); "
-            "shrink it first, then choose the working size with --data.size"
+            f"{what} {str(p)!r} is too large to open safely ({exc}); shrink it first: "
+            "the run resizes it to --data.size pixels on the long edge anyway"
         ) from None
     except UnidentifiedImageError:
         raise ImageError(f"{what} {str(p)!r} is not an image file Pillow can read") from None
@@ -75,7 +76,14 @@ def load_image(path: str | os.PathLike, long_edge: int | None = None, what: str 
     """Load ``path`` as a 1×3×H×W float32 tensor in [0, 1], resized so its long edge is ``long_edge``."""
     image = open_rgb(path, what)
     if long_edge is not None:
+        original = image.size
         image = resize_long_edge(image, long_edge)
+        if min(image.size) < MIN_EDGE:
+            raise ImageError(
+                f"{what} {str(path)!r} is {original[0]}x{original[1]} px: at a long edge of {long_edge} px its "
+                f"short edge is {min(image.size)} px, under the {MIN_EDGE} px the backbone needs; "
+                "crop it, or raise --data.size (or --data.style_scale)"
+            )
     return pil_to_tensor(image).float().div_(255).unsqueeze(0).contiguous()
 
 

