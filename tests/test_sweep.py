@@ -238,3 +238,26 @@ def test_local_workers_share_out_the_runs(tmp_path):
     assert [r["status"] for r in records.values()] == ["dry-run"] * 4
     assert 1 <= len({r["pid"] for r in records.values()}) <= 2
     assert all(r["pid"] != os.getpid() for r in records.values())
+
+
+def test_ctrl_c_stops_the_sweep_where_an_error_only_fails_its_point(tmp_path, monkeypatch):
+    from nst_lightning import sweep_run
+    from nst_lightning.interrupt import RunInterrupted
+
+    def sweep_whose_runs_raise(error: Exception):  # noqa: ANN202
+        def build(args):  # noqa: ANN001, ANN202
+            raise error
+
+        monkeypatch.setattr(sweep_run, "_build", build)
+        return build_sweep(DEFAULT, None, ["model.losses.style.init_args.weight=1,2"], tmp_path / type(error).__name__)
+
+    def statuses(sweep) -> list[str]:  # noqa: ANN001
+        return [p["status"] for p in json.loads((sweep.output_dir / "manifest.json").read_text())["points"]]
+
+    failing = sweep_whose_runs_raise(ValueError("bad value"))
+    run_sweep(failing)
+    assert statuses(failing) == ["failed", "failed"]
+    interrupted = sweep_whose_runs_raise(RunInterrupted(2, 5, Path("x_interrupted.png"), Path("x.ckpt")))
+    with pytest.raises(RunInterrupted):
+        run_sweep(interrupted)
+    assert statuses(interrupted) == ["pending", "pending"]  # both run again next time
