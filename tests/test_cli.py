@@ -206,3 +206,27 @@ def test_no_config_file_is_written_without_a_logger(tmp_path):
     main(tiny(tmp_path, "--trainer.default_root_dir", str(work), steps=1))
     assert (work / "config.yaml").read_text() == "mine"
     assert sorted(p.name for p in work.iterdir()) == ["config.yaml"]
+
+
+def test_save_png_is_atomic_and_gets_the_usual_mode(tmp_path, monkeypatch):
+    import os
+
+    from nst_lightning.images import save_png
+
+    path = save_png(torch.rand(1, 3, 8, 8), tmp_path / "a.png", {"k": "v"})
+    assert Image.open(path).text["k"] == "v"
+    assert (path.stat().st_mode & 0o777) == (0o666 & ~_current_umask())
+    # A failure while encoding leaves neither a partial file nor a temporary one behind.
+    monkeypatch.setattr(Image.Image, "save", lambda *a, **k: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError):
+        save_png(torch.rand(1, 3, 8, 8), tmp_path / "b.png")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+    assert os.path.exists(path)
+
+
+def _current_umask() -> int:
+    import os
+
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -30,6 +30,7 @@ DESCRIPTION = (
     "Neural style transfer (Gatys et al.) with Lightning. "
     "'nst-lightning fit --config configs/default.yaml' runs the default; "
     "'nst-lightning plugins' lists the installed plugins and their components; "
+    "'nst-lightning sweep --config ... --sweep ...' runs a parameter sweep; "
     "add --debug for a traceback on errors."
 )
 
@@ -173,6 +174,13 @@ def main(args: list[str] | None = None) -> None:
             from .plugin_listing import print_plugins
 
             print_plugins(load_plugins())
+            return
+        if argv[:1] == ["sweep"]:
+            from .sweep_run import sweep_main
+
+            check_config_files(argv)
+            load_plugins()
+            sweep_main(argv[1:])
             return
         check_config_files(argv)
         check_component_names(argv, load_plugins().registry)

@@ -94,6 +94,12 @@ def to_pil(image: Tensor) -> Image.Image:
     return to_pil_image(image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
 
 
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
 def save_png(image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename."""
     path = Path(path)
@@ -105,6 +111,7 @@ def save_png(image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | 
     try:
         with os.fdopen(fd, "wb") as f:
             to_pil(image).save(f, format="PNG", pnginfo=info)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished image gets the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

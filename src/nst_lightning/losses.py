@@ -12,9 +12,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 DEFAULT_CONTENT_LAYERS = ("relu4_2",)
@@ -60,6 +60,11 @@ def _fp32(device: torch.device) -> torch.autocast:
     return torch.autocast(device_type=device.type, enabled=False)
 
 
+def per_image_mse(input: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error of each image in the batch: N×... tensors (``target`` broadcasts) to (N,)."""
+    return (input - target).pow(2).flatten(1).mean(1)
+
+
 class LossTerm(nn.Module, abc.ABC):
     """A weighted loss term.
 
@@ -67,7 +72,13 @@ class LossTerm(nn.Module, abc.ABC):
     ``set_targets(targets)`` caches what it compares against; ``forward(features,
     image)`` returns the weighted loss as a float32 tensor, either a scalar or
     one value per image in the batch (N,).
+
+    A term that sets ``supports_sample_weights = True`` returns one value per
+    image weighted by :meth:`weighted`, so a batch of independent images (a
+    batched sweep) can give each image its own weight.
     """
+
+    supports_sample_weights: ClassVar[bool] = False
 
     def __init__(self, weight: float = 1.0, layers: Sequence[str] = ()) -> None:
         super().__init__()
@@ -76,6 +87,22 @@ class LossTerm(nn.Module, abc.ABC):
             raise ValueError(f"{type(self).__name__}: weight must be a finite number >= 0, not {weight}")
         self.weight = weight
         self.layers = list(layers)
+        self.register_buffer("sample_weight", None, persistent=False)
+
+    def set_sample_weights(self, weights: Sequence[float] | None) -> None:
+        """One weight per image of the batch (N,), instead of ``weight``; None goes back to ``weight``."""
+        if weights is not None and not self.supports_sample_weights:
+            raise ValueError(f"{type(self).__name__} does not support per-image weights")
+        if weights is not None and any(not float(w) >= 0 or float(w) == float("inf") for w in weights):
+            raise ValueError(f"{type(self).__name__}: weights must be finite numbers >= 0, not {list(weights)}")
+        self.sample_weight = None if weights is None else torch.tensor([float(w) for w in weights])
+
+    def weighted(self, per_image: Tensor) -> Tensor:
+        """The weighted loss from per-image losses (N,): ``weight`` times their mean, or with per-image
+        weights set, each image's loss times its own weight (N,)."""
+        if self.sample_weight is None:
+            return self.weight * per_image.mean()
+        return self.sample_weight * per_image
 
     def set_targets(self, targets: Targets) -> None:  # noqa: B027 - optional for target-free terms
         """Compute and cache targets. Called once, under ``torch.no_grad()``."""
@@ -87,6 +114,8 @@ class LossTerm(nn.Module, abc.ABC):
 
 class ContentLoss(LossTerm):
     """Feature reconstruction: mean squared error to the content image's features, averaged over layers."""
+
+    supports_sample_weights = True
 
     def __init__(self, weight: float = 1.0, layers: Sequence[str] = DEFAULT_CONTENT_LAYERS) -> None:
         super().__init__(weight, layers)
@@ -103,9 +132,9 @@ class ContentLoss(LossTerm):
         with _fp32(image.device):
             total = image.new_zeros((), dtype=torch.float32)
             for i, name in enumerate(self.layers):
-                mse = F.mse_loss(features[name].float(), getattr(self, f"target_{i}"))
+                mse = per_image_mse(features[name].float(), getattr(self, f"target_{i}"))
                 total = total + getattr(self, f"scale_{i}") * mse
-            return self.weight * total / len(self.layers)
+            return self.weighted(total / len(self.layers))
 
 
 class GramStyleLoss(LossTerm):
@@ -114,6 +143,8 @@ class GramStyleLoss(LossTerm):
     ``layer_weights`` default to equal weights that sum to 1. With several
     style images the target Gram matrix is their blend, ``A = Σ_i b_i A_i``.
     """
+
+    supports_sample_weights = True
 
     def __init__(
         self,
@@ -151,14 +182,15 @@ class GramStyleLoss(LossTerm):
         with _fp32(image.device):
             total = image.new_zeros((), dtype=torch.float32)
             for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
-                g = gram_matrix(features[name])
-                mse = F.mse_loss(g, getattr(self, f"target_{i}").expand_as(g))
+                mse = per_image_mse(gram_matrix(features[name]), getattr(self, f"target_{i}"))
                 total = total + w * getattr(self, f"scale_{i}") * 0.25 * mse
-            return self.weight * total
+            return self.weighted(total)
 
 
 class TotalVariationLoss(LossTerm):
     """Smoothness prior: mean squared difference between neighbouring pixels, summed over both axes."""
+
+    supports_sample_weights = True
 
     def __init__(self, weight: float = 1.0) -> None:
         super().__init__(weight, ())
@@ -166,6 +198,6 @@ class TotalVariationLoss(LossTerm):
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
         with _fp32(image.device):
             x = image.float()
-            dx = (x[..., :, 1:] - x[..., :, :-1]).pow(2).mean()
-            dy = (x[..., 1:, :] - x[..., :-1, :]).pow(2).mean()
-            return self.weight * (dx + dy)
+            dx = per_image_mse(x[..., :, 1:], x[..., :, :-1])
+            dy = per_image_mse(x[..., 1:, :], x[..., :-1, :])
+            return self.weighted(dx + dy)

@@ -17,7 +17,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .images import load_image
-from .losses import DEFAULT_STYLE_LAYERS, GramStyleLoss, Targets, _fp32, _inverse_mean_square, gram_matrix
+from .losses import (
+    DEFAULT_STYLE_LAYERS, GramStyleLoss, Targets, _fp32, _inverse_mean_square, gram_matrix, per_image_mse,
+)
 
 
 def load_mask(path: str | os.PathLike, size: tuple[int, int]) -> Tensor:
@@ -85,7 +87,6 @@ class MaskedGramStyleLoss(GramStyleLoss):
             for k in range(self.regions):
                 mask = getattr(self, f"mask_{k}")
                 for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
-                    g = masked_gram_matrix(features[name], mask)
-                    mse = F.mse_loss(g, getattr(self, f"target_{k}_{i}").expand_as(g))
+                    mse = per_image_mse(masked_gram_matrix(features[name], mask), getattr(self, f"target_{k}_{i}"))
                     total = total + w * getattr(self, f"scale_{k}_{i}") * 0.25 * mse
-            return self.weight * total
+            return self.weighted(total)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -80,9 +81,24 @@ class StyleTransfer(pl.LightningModule):
         self.layers = sorted({name for term in self.losses.values() for name in term.layers})
         self.backbone.check_layers(self.layers)
         self.backbone.truncate(self.layers)
+        self.num_images = 1
         if init not in INIT_CHOICES and not Path(init).exists():
             raise ValueError(f"model.init must be {', '.join(INIT_CHOICES)} or an existing image file, not {init!r}")
         self.register_parameter("image", None)
+
+    def set_sample_weights(self, weights: Sequence[Mapping[str, float]]) -> None:
+        """Optimize ``len(weights)`` independent images together, as one N×3×H×W batch (a batched sweep).
+
+        ``weights`` holds one mapping per image from loss names to that image's weight; a loss it
+        does not name keeps its own ``weight``. Every loss returns one value per image, so each
+        image's gradient is exactly the one it would get alone. Call before ``fit``.
+        """
+        unknown = sorted({name for w in weights for name in w} - set(self.losses))
+        if unknown:
+            raise ValueError(f"no loss terms named {unknown}; the model has {sorted(self.losses)}")
+        for name, term in self.losses.items():
+            term.set_sample_weights([float(w.get(name, term.weight)) for w in weights])
+        self.num_images = len(weights)
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -114,7 +130,7 @@ class StyleTransfer(pl.LightningModule):
         data = self.trainer.datamodule
         self.set_images(data.content_image, data.style_images, getattr(data, "mask_images", []))
         self.style_weights = list(data.style_weights)
-        self.image = nn.Parameter(self.initial_image().contiguous())
+        self.image = nn.Parameter(self.initial_image().expand(self.num_images, -1, -1, -1).contiguous())
 
     @property
     def style_images(self) -> list[Tensor]:

@@ -104,7 +104,8 @@ class MultiScale(pl.Callback):
         content, styles, masks = trainer.datamodule.load_images(self.sizes[k])
         if first and trainer.global_step == 0 and len(self.sizes) > 1:
             pl_module.set_images(content, styles, masks)
-            image = pl_module.initial_image()  # start the coarsest scale from its own init, not a shrunk one
+            # Start the coarsest scale from its own init, not a shrunk one (one per image of a batched sweep).
+            image = pl_module.initial_image().expand(pl_module.image.shape[0], -1, -1, -1)
         elif tuple(pl_module.image.shape[-2:]) == tuple(content.shape[-2:]):
             image = pl_module.image.detach()
         else:
