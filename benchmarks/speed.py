@@ -1,8 +1,12 @@
 """Seconds per iteration and peak memory of nst-lightning against pastiche, plus the backbone floor.
 
-Reproduce (CPU, ~10 minutes on 2 cores):
+Reproduce (CPU, ~5 minutes on 2 cores; on a GPU add ``--device cuda --sizes 512 1024 2048
+--precisions 32-true bf16-mixed 16-mixed``):
 
     python benchmarks/speed.py --sizes 128 256 --steps 10 40
+
+On a CPU only ``32-true`` is worth measuring: without native bf16 units, ``bf16-mixed`` autocast on a CPU
+is many times slower than fp32 (and Lightning turns ``16-mixed`` into ``bf16-mixed`` on a CPU).
 
 Every figure comes from whole child processes, so start-up costs cancel: the per-iteration time is the
 slope between two step counts, ``(t(N2) - t(N1)) / (N2 - N1)``, and the peak memory is the child's
@@ -48,20 +52,20 @@ def run_child(cmd: list[str]) -> Run:
     return Run(seconds, usage.ru_maxrss / 1024)
 
 
-def ours(size: int, steps: int, precision: str, optimizer: str, out: Path) -> list[str]:
+def ours(size: int, steps: int, precision: str, optimizer: str, out: Path, device: str) -> list[str]:
     return [
         sys.executable, "-m", "nst_lightning.cli", "fit", "--config", str(CONFIG),
         "--data.size", str(size), "--trainer.max_steps", str(steps), "--trainer.precision", precision,
-        "--trainer.accelerator", "cpu", "--model.optimizer", optimizer,
+        "--trainer.accelerator", "gpu" if device == "cuda" else "cpu", "--model.optimizer", optimizer,
         "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
         "--output", str(out), "--overwrite", "true",
     ]
 
 
-def pastiche(size: int, steps: int, out: Path) -> list[str]:
+def pastiche(size: int, steps: int, out: Path, device: str) -> list[str]:
     return [
-        sys.executable, "-m", "pastiche", "--device", "cpu", "--optimizer", "lbfgs",
+        sys.executable, "-m", "pastiche", "--device", device, "--optimizer", "lbfgs",
         "--num-steps", str(steps), "--size", str(size), "--style-size", str(size),
         "--content", str(CONTENT), "--styles", str(STYLE), "--output", str(out), "--no-verbose",
     ]
@@ -73,22 +77,26 @@ def slope(make, steps: tuple[int, int]) -> tuple[float, float]:
     return (b.seconds - a.seconds) / (steps[1] - steps[0]), b.peak_mb
 
 
-def backbone_floor(size: int, repeats: int = 5) -> float:
+def backbone_floor(size: int, device: str, repeats: int = 5) -> float:
     from nst_lightning.backbones import VGG19
     from nst_lightning.images import load_image
 
     layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
-    vgg = VGG19()
+    vgg = VGG19().to(device)
     vgg.truncate(layers)
-    image = load_image(CONTENT, size).requires_grad_()
+    image = load_image(CONTENT, size).to(device).requires_grad_()
 
     def once() -> None:
         sum(f.sum() for f in vgg(image, layers).values()).backward()
 
     once()
+    if device == "cuda":
+        torch.cuda.synchronize()
     start = time.perf_counter()
     for _ in range(repeats):
         once()
+    if device == "cuda":
+        torch.cuda.synchronize()
     return (time.perf_counter() - start) / repeats
 
 
@@ -96,7 +104,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     parser.add_argument("--steps", type=int, nargs=2, default=[10, 40])
-    parser.add_argument("--precisions", nargs="+", default=["32-true", "bf16-mixed", "16-mixed"])
+    parser.add_argument("--precisions", nargs="+", default=["32-true"])
+    parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     args = parser.parse_args()
     steps = tuple(args.steps)
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, torch {torch.__version__}, python {platform.python_version()}")
@@ -106,15 +115,15 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.png"
         for size in args.sizes:
-            p_time, p_mem = slope(lambda n: pastiche(size, n, out), steps)
+            p_time, p_mem = slope(lambda n: pastiche(size, n, out, args.device), steps)
             print(f"| {size} | pastiche 1.6.0, L-BFGS, fp32 | {p_time:.3f} | 1.00 | {p_mem:.0f} | 1.00 |", flush=True)
             for precision in args.precisions:
                 # L-BFGS cannot run under 16-mixed (GradScaler): that row uses ImageAdam.
                 optimizer = "ImageAdam" if precision == "16-mixed" else "ImageLBFGS"
-                t, mem = slope(lambda n: ours(size, n, precision, optimizer, out), steps)
+                t, mem = slope(lambda n: ours(size, n, precision, optimizer, out, args.device), steps)
                 print(f"| {size} | nst-lightning, {optimizer}, {precision} | {t:.3f} | {t / p_time:.2f} "
                       f"| {mem:.0f} | {mem / p_mem:.2f} |", flush=True)
-            floor = backbone_floor(size)
+            floor = backbone_floor(size, args.device)
             print(f"| {size} | floor: VGG19 forward+backward to relu5_1 | {floor:.3f} | {floor / p_time:.2f} | | |",
                   flush=True)
 
