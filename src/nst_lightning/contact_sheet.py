@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from PIL import Image, ImageDraw, ImageFont
 
+from .atomic import atomic_write
 from .sweep import Sweep, format_value, short_labels
 
 CONTACT_SHEET = "contact_sheet.png"
@@ -67,17 +66,7 @@ def write_contact_sheet(sweep: Sweep, records: dict[str, dict[str, Any]]) -> Pat
             text.append(str(record.get("status")))
         for j, line in enumerate(text):
             draw.text((x, y + height + 2 + j * LINE), line, fill=TEXT, font=font)
-    return _save_atomically(sheet, sweep.output_dir / CONTACT_SHEET)
-
-
-def _save_atomically(image: Image.Image, path: Path) -> Path:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            image.save(f, format="PNG")
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = sweep.output_dir / CONTACT_SHEET
+    with atomic_write(path) as f:
+        sheet.save(f, format="PNG")
     return path

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -11,6 +10,8 @@ import torch
 from PIL import Image, ImageOps, PngImagePlugin, UnidentifiedImageError
 from torch import Tensor
 from torchvision.transforms.functional import pil_to_tensor, to_pil_image
+
+from .atomic import atomic_write
 
 # The backbone pools its input four times before relu5_1: a smaller edge leaves no feature map.
 MIN_EDGE = 16
@@ -94,26 +95,11 @@ def to_pil(image: Tensor) -> Image.Image:
     return to_pil_image(image.detach().float().clamp(0, 1).mul(255).round().to(torch.uint8).cpu())
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
 def save_png(image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
     """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     info = PngImagePlugin.PngInfo()
     for key, value in (metadata or {}).items():
         info.add_itxt(key, value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            to_pil(image).save(f, format="PNG", pnginfo=info)
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished image gets the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    with atomic_write(path) as f:
+        to_pil(image).save(f, format="PNG", pnginfo=info)
+    return Path(path)

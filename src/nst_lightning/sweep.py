@@ -28,12 +28,13 @@ import math
 import os
 import random
 import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from .atomic import atomic_write
 
 DISTRIBUTIONS = ("uniform", "loguniform", "randint", "choice")
 SPEC_KEYS = {"grid", "random", "samples", "seed", "fixed", "output_dir"}
@@ -423,13 +424,6 @@ def write_manifest(sweep: Sweep, records: dict[str, dict[str, Any]]) -> Path:
         "varying": sweep.varying,
         "points": [records[p.name] for p in sweep.points if p.name in records],
     }
-    fd, tmp = tempfile.mkstemp(prefix=f".{MANIFEST}.", suffix=".tmp", dir=sweep.output_dir)
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2, default=str)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "w") as f:
+        json.dump(data, f, indent=2, default=str)
     return path
