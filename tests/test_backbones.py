@@ -104,3 +104,21 @@ def test_bad_weights_are_one_clear_error(tmp_path):
         VGG19(weights=str(tmp_path / "small.pt"))
     with pytest.raises(WeightsError, match="only for VGG19"):
         VGG16(weights="caffe")
+
+
+def test_activation_checkpointing_gives_the_same_features_and_gradient():
+    from nst_lightning.backbones import VGG19
+
+    torch.manual_seed(0)
+    layers = ["relu1_1", "relu3_1", "relu4_2"]
+    plain, saving = VGG19(), VGG19(activation_checkpointing=True)
+    grads = []
+    for vgg in (plain, saving):
+        image = torch.rand(1, 3, 40, 48, requires_grad=True)
+        image.data = torch.rand(1, 3, 40, 48, generator=torch.Generator().manual_seed(1))
+        feats = vgg(image, layers)
+        assert sorted(feats) == sorted(layers)
+        sum((f**2).mean() for f in feats.values()).backward()
+        grads.append(image.grad)
+    assert torch.allclose(grads[0], grads[1], rtol=1e-5, atol=1e-7)
+    assert grads[0].abs().sum() > 0

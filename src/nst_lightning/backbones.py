@@ -8,6 +8,7 @@ from typing import Literal
 
 import torch
 from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
 
 from .weights import WeightsError, caffe_vgg19_conv_weights, load_state_dict
 
@@ -80,8 +81,10 @@ class _VGG(Backbone):
         pooling: Literal["max", "avg"] = "max",
         input_norm: Literal["auto", "caffe", "imagenet"] = "auto",
         channels_last: bool = True,
+        activation_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.activation_checkpointing = activation_checkpointing
         if pooling not in ("max", "avg"):
             raise ValueError(f"pooling must be 'max' or 'avg', not {pooling!r}")
         self.weights = weights
@@ -156,6 +159,11 @@ class _VGG(Backbone):
         last = max(self._names.index(name) for name in layers)
         self.features = self.features[: last + 1]
 
+    def _run(self, start: int, stop: int, x: Tensor) -> Tensor:
+        for module in self.features[start:stop]:
+            x = module(x)
+        return x
+
     def forward(self, image: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
         x = image
         if self._bgr:
@@ -163,20 +171,28 @@ class _VGG(Backbone):
         x = x * self._scale - self._shift
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        wanted = set(layers)
         out: dict[str, Tensor] = {}
-        for name, module in zip(self._names, self.features):
-            x = module(x)
-            if name in wanted:
-                out[name] = x
-                if len(out) == len(wanted):
-                    break
+        start = 0
+        # One segment from each requested layer to the next; with activation checkpointing only the
+        # requested layers' outputs are kept for the backward pass, the rest is computed again.
+        for stop in sorted({self._names.index(name) + 1 for name in layers}):
+            if self.activation_checkpointing and x.requires_grad:
+                x = checkpoint(self._run, start, stop, x, use_reentrant=False)
+            else:
+                x = self._run(start, stop, x)
+            out[self._names[stop - 1]] = x
+            start = stop
         return out
 
 
 class VGG19(_VGG):
     """VGG19 (Simonyan & Zisserman). ``weights``: ``caffe`` (default; original weights, offline),
-    ``torchvision`` (IMAGENET1K_V1, downloads), a path to a local state_dict, or ``none``."""
+    ``torchvision`` (IMAGENET1K_V1, downloads), a path to a local state_dict, or ``none``.
+
+    ``channels_last`` runs the convolutions in NHWC (faster on CPUs and GPUs); ``activation_checkpointing``
+    keeps only the requested layers' outputs for the backward pass and computes the rest again: less
+    memory for very large images, at the cost of about one more forward pass per step.
+    """
 
     blocks = (2, 2, 4, 4, 4)
     torchvision_builder = "vgg19"
@@ -187,8 +203,9 @@ class VGG19(_VGG):
         pooling: Literal["max", "avg"] = "max",
         input_norm: Literal["auto", "caffe", "imagenet"] = "auto",
         channels_last: bool = True,
+        activation_checkpointing: bool = False,
     ) -> None:
-        super().__init__(weights, pooling, input_norm, channels_last)
+        super().__init__(weights, pooling, input_norm, channels_last, activation_checkpointing)
 
 
 class VGG16(_VGG):
@@ -204,8 +221,9 @@ class VGG16(_VGG):
         pooling: Literal["max", "avg"] = "max",
         input_norm: Literal["auto", "caffe", "imagenet"] = "auto",
         channels_last: bool = True,
+        activation_checkpointing: bool = False,
     ) -> None:
-        super().__init__(weights, pooling, input_norm, channels_last)
+        super().__init__(weights, pooling, input_norm, channels_last, activation_checkpointing)
 
 
 __all__ = ["Backbone", "VGG16", "VGG19", "WeightsError"]
