@@ -20,7 +20,7 @@ from nst_lightning.cli import main
 from nst_lightning.image_writer import beside
 from nst_lightning.images import load_image
 
-from .conftest import CONTENT, ROOT, STYLE
+from .conftest import ASSETS, CONTENT, ROOT, STYLE
 
 DEFAULT = ROOT / "configs" / "default.yaml"
 RED, BLUE = (255, 0, 0), (0, 0, 255)
@@ -141,6 +141,11 @@ BAD_CONFIG = {
     "blend_weights_count": (["--data.style_blend_weights", "[1, 2]"], ["data.style_blend_weights", "2 values"], 1),
     "negative_blend_weight": (["--data.style_blend_weights", "[-1]"], ["data.style_blend_weights", ">= 0"], 1),
     "missing_init_image": (["--model.init", "nowhere.png"], ["model.init", "nowhere.png"], 1),
+    "mask_and_style_counts_differ": (
+        ["--data.masks", f"[{ASSETS / 'mask_left.png'}, {ASSETS / 'mask_right.png'}]"],
+        ["data.masks", "2 mask images for 1 style images"],
+        1,
+    ),
     "output_not_png": (["--output", "out/out.jpg"], ["--output", ".png"], 1),
 }
 
