@@ -85,7 +85,7 @@ class InterruptSaver(pl.Callback):
             return  # no signal, or that was the last step anyway: the run finishes and writes its output
         self._restore()
         if trainer.is_global_zero:
-            save_png(pl_module.image, self.image_path, {"nst-lightning:step": str(trainer.global_step)})
+            save_png(pl_module.output_image(), self.image_path, {"nst-lightning:step": str(trainer.global_step)})
         self._save_checkpoint(trainer)
         raise RunInterrupted(int(signum), trainer.global_step, self.image_path, self.checkpoint_path)
 
@@ -106,7 +106,7 @@ class InterruptSaver(pl.Callback):
         self._restore()
         image = getattr(pl_module, "image", None)
         if isinstance(exception, KeyboardInterrupt) and image is not None and trainer.is_global_zero:
-            save_png(image, self.image_path, {"nst-lightning:step": str(trainer.global_step)})
+            save_png(pl_module.output_image(), self.image_path, {"nst-lightning:step": str(trainer.global_step)})
             _say(f"stopped at once: image saved to {self.image_path} (no checkpoint)")
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

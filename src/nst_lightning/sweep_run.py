@@ -133,10 +133,11 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
     cli = _build(point_arguments(sweep, points[0], outputs[0]))
     cli.model.set_sample_weights([loss_weights(sweep, p) for p in points])
     _fit(cli)  # the run's ImageWriter writes image 0
+    images = cli.model.output_image()  # with preserve_colour, the content's chroma for every image
     for i in range(1, len(points)):
         config = cli.parser.dump(_parsing(cli.parser.parse_args, point_arguments(sweep, points[i], outputs[i])))
         writer = ImageWriter(outputs[i], overwrite=True, config=config)
-        save_png(cli.model.image[i], outputs[i], writer.metadata(cli.trainer))
+        save_png(images[i], outputs[i], writer.metadata(cli.trainer))
     losses = final_losses(cli)
     return [_ran(p, out, "done", start, losses=loss, batch_size=len(points)) for p, out, loss in zip(points, outputs, losses)]
 
