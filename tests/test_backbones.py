@@ -39,8 +39,13 @@ def test_caffe_input_is_bgr_0_255_minus_mean(vgg19_caffe):
     # Pure red in RGB [0,1] becomes BGR (0, 0, 255) minus the Caffe BGR mean.
     red = torch.zeros(1, 3, 1, 1)
     red[:, 0] = 1.0
-    x = red.flip(1) * vgg19_caffe._scale - vgg19_caffe._shift
+    x = vgg19_caffe.normalize(red)
     assert x.flatten().tolist() == pytest.approx([-103.939, -116.779, 255 - 123.68])
+    # forward() feeds exactly that to conv1_1.
+    conv = vgg19_caffe.features[0]
+    expected = torch.relu(conv(x.expand(1, 3, 3, 3).contiguous()))[..., 1, 1]
+    got = vgg19_caffe(red.expand(1, 3, 3, 3), ["relu1_1"])["relu1_1"][..., 1, 1]
+    assert torch.allclose(got, expected, rtol=1e-5, atol=1e-4)
 
 
 def test_channel_order_matters_for_features(vgg19_caffe):

@@ -164,11 +164,13 @@ class _VGG(Backbone):
             x = module(x)
         return x
 
+    def normalize(self, image: Tensor) -> Tensor:
+        """RGB in [0, 1] to what the weights expect: Caffe's BGR in [0, 255] minus the mean, or ImageNet's."""
+        x = image.flip(1) if self._bgr else image
+        return x * self._scale - self._shift
+
     def forward(self, image: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
-        x = image
-        if self._bgr:
-            x = x.flip(1)
-        x = x * self._scale - self._shift
+        x = self.normalize(image)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         out: dict[str, Tensor] = {}

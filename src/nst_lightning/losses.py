@@ -51,12 +51,13 @@ def gram_matrix(features: Tensor) -> Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)).div_(h * w)
 
 
-def _inverse_mean_square(target: Tensor) -> Tensor:
+def inverse_mean_square(target: Tensor) -> Tensor:
     """1 / mean(target²): makes a layer's loss a relative error, whatever the backbone's activation scale."""
     return 1.0 / target.float().pow(2).mean().clamp_min(1e-12)
 
 
-def _fp32(device: torch.device) -> torch.autocast:
+def float32_only(device: torch.device) -> torch.autocast:
+    """Autocast switched off: losses and statistics run in float32 even when the backbone ran in bf16 or fp16."""
     return torch.autocast(device_type=device.type, enabled=False)
 
 
@@ -126,10 +127,10 @@ class ContentLoss(LossTerm):
         for i, name in enumerate(self.layers):
             target = targets.content[name].float().clone()
             self.register_buffer(f"target_{i}", target, persistent=False)
-            self.register_buffer(f"scale_{i}", _inverse_mean_square(target), persistent=False)
+            self.register_buffer(f"scale_{i}", inverse_mean_square(target), persistent=False)
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with _fp32(image.device):
+        with float32_only(image.device):
             total = image.new_zeros((), dtype=torch.float32)
             for i, name in enumerate(self.layers):
                 mse = per_image_mse(features[name].float(), getattr(self, f"target_{i}"))
@@ -174,12 +175,16 @@ class GramStyleLoss(LossTerm):
             raise ValueError("data.masks needs a masked style loss: use class_path MaskedGramStyleLoss for the style")
         for i, name in enumerate(self.layers):
             blend = sum(b * gram_matrix(s[name]) for b, s in zip(targets.style_weights, targets.styles))
-            self.register_buffer(f"target_{i}", blend, persistent=False)
-            scale = _inverse_mean_square(blend) if self.normalize else torch.ones(())
-            self.register_buffer(f"scale_{i}", scale, persistent=False)
+            self.register_target(str(i), blend)
+
+    def register_target(self, key: str, target: Tensor) -> None:
+        """Keep Gram target ``target_<key>`` and its normalizer ``scale_<key>`` (1 without ``normalize``)."""
+        self.register_buffer(f"target_{key}", target, persistent=False)
+        scale = inverse_mean_square(target) if self.normalize else torch.ones(())
+        self.register_buffer(f"scale_{key}", scale, persistent=False)
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with _fp32(image.device):
+        with float32_only(image.device):
             total = image.new_zeros((), dtype=torch.float32)
             for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
                 mse = per_image_mse(gram_matrix(features[name]), getattr(self, f"target_{i}"))
@@ -196,7 +201,7 @@ class TotalVariationLoss(LossTerm):
         super().__init__(weight, ())
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with _fp32(image.device):
+        with float32_only(image.device):
             x = image.float()
             dx = per_image_mse(x[..., :, 1:], x[..., :, :-1])
             dy = per_image_mse(x[..., 1:, :], x[..., :-1, :])

@@ -10,7 +10,6 @@ white only the content and TV losses act, so that region keeps its content.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -18,7 +17,7 @@ from torch import Tensor
 
 from .images import load_image
 from .losses import (
-    DEFAULT_STYLE_LAYERS, GramStyleLoss, Targets, _fp32, _inverse_mean_square, gram_matrix, per_image_mse,
+    GramStyleLoss, Targets, float32_only, gram_matrix, per_image_mse,
 )
 
 
@@ -56,15 +55,7 @@ class MaskedGramStyleLoss(GramStyleLoss):
     and ``A_kl`` the Gram matrix of style image k, each layer divided by its target's mean square.
     """
 
-    def __init__(
-        self,
-        weight: float = 30.0,
-        layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
-        layer_weights: Sequence[float] | None = None,
-        normalize: bool = True,
-    ) -> None:
-        super().__init__(weight, layers, layer_weights, normalize)
-        self.regions = 0
+    regions = 0  # set from the masks in set_targets
 
     def set_targets(self, targets: Targets) -> None:
         if len(targets.masks) != len(targets.styles) or not targets.masks:
@@ -76,13 +67,10 @@ class MaskedGramStyleLoss(GramStyleLoss):
         for k, (mask, style) in enumerate(zip(targets.masks, targets.styles)):
             self.register_buffer(f"mask_{k}", mask.float().clone(), persistent=False)
             for i, name in enumerate(self.layers):
-                target = gram_matrix(style[name])
-                self.register_buffer(f"target_{k}_{i}", target, persistent=False)
-                scale = _inverse_mean_square(target) if self.normalize else torch.ones(())
-                self.register_buffer(f"scale_{k}_{i}", scale, persistent=False)
+                self.register_target(f"{k}_{i}", gram_matrix(style[name]))
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with _fp32(image.device):
+        with float32_only(image.device):
             total = image.new_zeros((), dtype=torch.float32)
             for k in range(self.regions):
                 mask = getattr(self, f"mask_{k}")
