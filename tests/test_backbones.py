@@ -69,6 +69,32 @@ def test_layer_names_and_truncation():
     assert len(VGG16(weights="none").layer_names) == 31
 
 
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_conv_layer_features_are_not_overwritten_by_the_in_place_relu(checkpointing):
+    torch.manual_seed(0)
+    vgg = VGG19(weights="none", activation_checkpointing=checkpointing)
+    image = torch.rand(1, 3, 16, 16, requires_grad=True)
+    out = vgg(image, ["conv1_2", "relu1_2", "relu2_1"])
+    conv = vgg.features[2](vgg(image, ["relu1_1"])["relu1_1"])
+    assert (out["conv1_2"] < 0).any()
+    assert torch.allclose(out["conv1_2"], conv, atol=1e-6)
+    assert torch.equal(out["relu1_2"], torch.relu(out["conv1_2"]))
+    # The gradient through a pre-activation feature is intact: d/dx sum(conv1_2) by autograd, twice.
+    (g,) = torch.autograd.grad(out["conv1_2"].sum() + out["relu2_1"].sum(), image)
+    (g_conv,) = torch.autograd.grad(conv.sum(), image)
+    (g_deep,) = torch.autograd.grad(vgg(image, ["relu2_1"])["relu2_1"].sum(), image)
+    assert torch.allclose(g, g_conv + g_deep, rtol=1e-4, atol=1e-5)
+
+
+def test_half_precision_state_dict_is_loaded_as_float32(tmp_path):
+    vgg = VGG19(weights="none")
+    path = tmp_path / "half.pt"
+    torch.save({f"features.{k}": v.half() for k, v in vgg.features.state_dict().items()}, path)
+    loaded = VGG19(weights=str(path))
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    assert torch.equal(loaded.features[0].weight, vgg.features[0].weight.half().float())
+
+
 def test_unknown_layer_is_named():
     with pytest.raises(ValueError, match="relu9_9"):
         VGG19(weights="none").check_layers(["relu1_1", "relu9_9"])

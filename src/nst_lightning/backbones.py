@@ -93,9 +93,14 @@ class _VGG(Backbone):
         self._names = tuple(_vgg_layer_names(self.blocks))
         modules: list[nn.Module] = []
         in_ch = 3
+        # With weights to load, the convolutions start as shapes only ("meta" tensors): no random
+        # initialization to overwrite and no second copy of the weights at the peak of memory use.
+        device = None if weights == "none" else "meta"
         for b, convs in enumerate(self.blocks):
             for _ in range(convs):
-                modules += [nn.Conv2d(in_ch, self.channels[b], 3, padding=1), nn.ReLU(inplace=False)]
+                # In-place ReLU: the pre-activation is never kept, so one activation less at a time.
+                conv = nn.Conv2d(in_ch, self.channels[b], 3, padding=1, device=device)
+                modules += [conv, nn.ReLU(inplace=True)]
                 in_ch = self.channels[b]
             modules.append(nn.MaxPool2d(2, 2) if pooling == "max" else nn.AvgPool2d(2, 2))
         self.features = nn.Sequential(*modules)
@@ -135,8 +140,7 @@ class _VGG(Backbone):
             if type(self).__name__ != "VGG19":
                 raise WeightsError(f"'caffe' weights exist only for VGG19, not {type(self).__name__}")
             for conv, (w, b) in zip(convs, caffe_vgg19_conv_weights(), strict=True):
-                conv.weight.data.copy_(w)
-                conv.bias.data.copy_(b)
+                conv.weight, conv.bias = nn.Parameter(w), nn.Parameter(b)
             return
         if weights == "torchvision":
             import torchvision
@@ -146,8 +150,10 @@ class _VGG(Backbone):
         else:
             state = load_state_dict(weights)
             state = {k.removeprefix("features."): v for k, v in state.items() if not k.startswith("classifier.")}
+        # assign=True takes the state's tensors as they are, so make them float32 (a half-precision file too).
+        state = {k: v.float() if torch.is_tensor(v) and v.is_floating_point() else v for k, v in state.items()}
         try:
-            self.features.load_state_dict(state, strict=True)
+            self.features.load_state_dict(state, strict=True, assign=True)
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise WeightsError(f"weights {weights!r} do not fit {type(self).__name__}: {first}") from None
@@ -160,8 +166,13 @@ class _VGG(Backbone):
         self.features = self.features[: last + 1]
 
     def _run(self, start: int, stop: int, x: Tensor) -> Tensor:
-        for module in self.features[start:stop]:
-            x = module(x)
+        for i in range(start, stop):
+            module = self.features[i]
+            if i == start and isinstance(module, nn.ReLU):
+                # x is the previous segment's output, a returned feature (a conv layer's): never overwrite it.
+                x = torch.relu(x)
+            else:
+                x = module(x)
         return x
 
     def normalize(self, image: Tensor) -> Tensor:

@@ -13,6 +13,7 @@ import warnings
 
 import yaml
 from jsonargparse import ArgumentError
+from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 
 from .data import StyleTransferData
@@ -24,6 +25,7 @@ from .module import StyleTransfer
 from .multiscale import MultiScale  # noqa: F401 - imported so configs can name the callback ``MultiScale``
 from .nonfinite import NonFiniteGuard
 from .plugins import load_plugins
+from .progress_bar import LossProgressBar
 
 DEBUG_ENV = "NST_LIGHTNING_DEBUG"
 DESCRIPTION = (
@@ -108,7 +110,10 @@ class StyleTransferCLI(LightningCLI):
         user = user if isinstance(user, list) else [user]
         # In this order: a NaN is found before the final image is written.
         guards = [NonFiniteGuard(writer.output), InterruptSaver(writer.output)]
-        return super().instantiate_trainer(callbacks=[*user, *guards, writer], **kwargs)
+        # The losses in the progress bar without a host sync per step, unless the bar is off or configured.
+        bar_on = self._get(self.config_init, "trainer", default={}).get("enable_progress_bar") is not False
+        bar = [LossProgressBar()] if bar_on and not any(isinstance(c, ProgressBar) for c in user) else []
+        return super().instantiate_trainer(callbacks=[*user, *bar, *guards, writer], **kwargs)
 
     def before_fit(self) -> None:
         if self.trainer.world_size > 1:

@@ -85,6 +85,8 @@ class StyleTransfer(pl.LightningModule):
         if init not in INIT_CHOICES and not Path(init).exists():
             raise ValueError(f"model.init must be {', '.join(INIT_CHOICES)} or an existing image file, not {init!r}")
         self.register_parameter("image", None)
+        self.logged_losses: dict[str, Tensor] = {}
+        self.logged_step: int | None = None
 
     def set_sample_weights(self, weights: Sequence[Mapping[str, float]]) -> None:
         """Optimize ``len(weights)`` independent images together, as one N×3×H×W batch (a batched sweep).
@@ -186,9 +188,23 @@ class StyleTransfer(pl.LightningModule):
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
         terms = self.loss_terms(self.image)
         total = torch.stack([t.sum() for t in terms.values()]).sum()
-        self.log_dict({f"loss/{k}": v.sum().detach() for k, v in terms.items()}, prog_bar=True)
-        self.log("loss/total", total.detach())
+        if self.logs_this_step():
+            values = {f"loss/{k}": v.sum().detach() for k, v in terms.items()}
+            self.log_dict({**values, "loss/total": total.detach()}, batch_size=1)
+            self.logged_losses, self.logged_step = values, self.trainer.global_step + 1
         return total
+
+    def logs_this_step(self) -> bool:
+        """Log on the first step, every ``trainer.log_every_n_steps`` steps, and on the last step.
+
+        Nothing is turned into a Python number here (on a GPU, a host sync): the values stay on the
+        device for Lightning's logger, which writes on those same steps, and for ``LossProgressBar``,
+        which reads ``logged_losses`` once each time ``logged_step`` changes. Nothing is logged with
+        ``prog_bar=True``, since Lightning converts such values on every step, logged again or not.
+        """
+        trainer = self.trainer
+        step = trainer.global_step + 1
+        return step == 1 or step % max(1, trainer.log_every_n_steps) == 0 or step == trainer.max_steps
 
     def optimizer_step(self, *args, **kwargs) -> None:
         super().optimizer_step(*args, **kwargs)

@@ -70,7 +70,8 @@ def caffe_vgg19_conv_weights() -> list[tuple[torch.Tensor, torch.Tensor]]:
     for block, convs in enumerate(CAFFE_VGG19_BLOCKS, start=1):
         for conv in range(1, convs + 1):
             key = f"block{block}_conv{conv}"
-            table = state[f"{key}_W_table"]
-            weight = table[state[f"{key}_W_q"].long()]
-            pairs.append((weight.contiguous(), state[f"{key}_b"]))
+            table, codes = state.pop(f"{key}_W_table"), state.pop(f"{key}_W_q")
+            # int32 codes: a quarter of the transient memory of int64 ones for the largest layers.
+            weight = table.index_select(0, codes.flatten().int()).view(codes.shape)
+            pairs.append((weight, state.pop(f"{key}_b")))
     return pairs

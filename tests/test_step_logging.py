@@ -1,0 +1,74 @@
+"""Logging must not turn the losses into Python numbers (a host sync on a GPU) on every step."""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import pytest
+import torch
+from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.trainer.connectors.logger_connector import result
+
+from nst_lightning import progress_bar
+from nst_lightning.backbones import VGG19
+from nst_lightning.cli import build_cli
+from nst_lightning.data import StyleTransferData
+from nst_lightning.module import StyleTransfer
+from nst_lightning.optimizers import ImageAdam
+from nst_lightning.progress_bar import LossProgressBar
+
+from .conftest import CONTENT, ROOT, STYLE
+
+
+@pytest.mark.parametrize(("every", "steps", "expected"), [(5, 12, [1, 5, 10, 12]), (1, 3, [1, 2, 3])])
+def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, every, steps, expected):
+    trainer: pl.Trainer | None = None
+    lightning_conversions: list[int] = []
+    bar_conversions: list[int] = []
+    real_lightning, real_bar = result.convert_tensors_to_scalars, progress_bar.to_numbers
+
+    def lightning_counting(value):  # noqa: ANN001, ANN202
+        lightning_conversions.append(trainer.global_step)
+        return real_lightning(value)
+
+    def bar_counting(values):  # noqa: ANN001, ANN202
+        bar_conversions.append(trainer.global_step)
+        return real_bar(values)
+
+    monkeypatch.setattr(result, "convert_tensors_to_scalars", lightning_counting)
+    monkeypatch.setattr(progress_bar, "to_numbers", bar_counting)
+    model = StyleTransfer(backbone=VGG19(weights="none"), optimizer=lambda p: ImageAdam(p))
+    data = StyleTransferData(content=str(CONTENT), style=[str(STYLE)], size=32)
+    trainer = pl.Trainer(
+        max_steps=steps, log_every_n_steps=every, logger=False, enable_checkpointing=False,
+        enable_model_summary=False, callbacks=[LossProgressBar()],
+    )
+    trainer.fit(model, data)
+    assert lightning_conversions == []
+    assert bar_conversions == expected
+    # The bar shows the last step's losses, and anything reading the callback metrics after fit finds them.
+    shown = trainer.progress_bar_callback.get_metrics(trainer, model)
+    assert {"loss/content", "loss/style", "loss/tv"} <= set(shown)
+    terms = model.loss_terms(model.image)
+    assert shown["loss/style"] != pytest.approx(0.0)
+    assert set(trainer.callback_metrics) >= {"loss/content", "loss/style", "loss/tv", "loss/total"}
+    assert float(trainer.callback_metrics["loss/total"]) == pytest.approx(
+        float(sum(t.sum() for t in model.logged_losses.values()))
+    )
+    assert torch.isfinite(torch.stack([t.sum() for t in terms.values()])).all()
+
+
+def _cli(tmp_path, *extra: str):  # noqa: ANN202
+    return build_cli(
+        ["--config", str(ROOT / "configs" / "default.yaml"), "--model.backbone.init_args.weights", "none",
+         "--output", str(tmp_path / "out.png"), "--trainer.logger", "false", *extra],
+        run=False,
+    )
+
+
+def test_cli_uses_the_loss_progress_bar_unless_the_bar_is_off_or_configured(tmp_path):
+    assert type(_cli(tmp_path).trainer.progress_bar_callback) is LossProgressBar
+    assert _cli(tmp_path, "--trainer.enable_progress_bar", "false").trainer.progress_bar_callback is None
+    configured = _cli(
+        tmp_path, "--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks.refresh_rate=7"
+    ).trainer.progress_bar_callback
+    assert type(configured) is TQDMProgressBar and configured.refresh_rate == 7
