@@ -19,6 +19,7 @@ from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
 from .data import StyleTransferData
 from .component_names import UnknownComponentError, check_component_names
 from .errors import one_line
+from .heap import release_freed_memory
 from .image_writer import ImageWriter
 from .interrupt import InterruptSaver, RunInterrupted
 from .module import StyleTransfer
@@ -126,6 +127,7 @@ class StyleTransferCLI(LightningCLI):
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
             print(f"Stylized image written to {self.image_writer.written}")
+        release_freed_memory()
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferCLI:

@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from .heap import release_freed_memory
 from .image_writer import ImageWriter
 from .images import save_png
 from .interrupt import RunInterrupted
@@ -143,7 +144,18 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
 
 
 def run_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) -> list[Record]:
-    """Run one planned batch; a batch that fails runs again point by point, so each failure is its own."""
+    """Run one planned batch; a batch that fails runs again point by point, so each failure is its own.
+
+    Afterwards the memory the batch freed goes back to the OS, so a worker does not stay as large as
+    its largest point.
+    """
+    try:
+        return _run_batch(sweep, points, dry_run)
+    finally:
+        release_freed_memory()
+
+
+def _run_batch(sweep: Sweep, points: list[Point], dry_run: bool) -> list[Record]:
     if dry_run:
         return [_ran(p, output_path(sweep, p), "dry-run", time.perf_counter(), pid=os.getpid()) for p in points]
     for name in ("lightning.pytorch", "lightning.fabric"):  # per-run notices; the sweep prints its own
