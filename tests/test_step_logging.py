@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import lightning.pytorch as pl
 import pytest
-import torch
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.trainer.connectors.logger_connector import result
 
@@ -48,13 +47,11 @@ def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, ever
     # The bar shows the last step's losses, and anything reading the callback metrics after fit finds them.
     shown = trainer.progress_bar_callback.get_metrics(trainer, model)
     assert {"loss/content", "loss/style", "loss/tv"} <= set(shown)
-    terms = model.loss_terms(model.image)
-    assert shown["loss/style"] != pytest.approx(0.0)
+    assert shown["loss/style"] == pytest.approx(float(model.logged_losses["loss/style"]))
     assert set(trainer.callback_metrics) >= {"loss/content", "loss/style", "loss/tv", "loss/total"}
     assert float(trainer.callback_metrics["loss/total"]) == pytest.approx(
         float(sum(t.sum() for t in model.logged_losses.values()))
     )
-    assert torch.isfinite(torch.stack([t.sum() for t in terms.values()])).all()
 
 
 def _cli(tmp_path, *extra: str):  # noqa: ANN202

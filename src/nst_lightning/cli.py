@@ -107,12 +107,13 @@ class StyleTransferCLI(LightningCLI):
         )
         writer.check_output()
         self.image_writer = writer
-        user = self._get(self.config_init, "trainer", default={}).get("callbacks") or []
+        trainer_config = self._get(self.config_init, "trainer", default={})
+        user = trainer_config.get("callbacks") or []
         user = user if isinstance(user, list) else [user]
         # In this order: a NaN is found before the final image is written.
         guards = [NonFiniteGuard(writer.output), InterruptSaver(writer.output)]
         # The losses in the progress bar without a host sync per step, unless the bar is off or configured.
-        bar_on = self._get(self.config_init, "trainer", default={}).get("enable_progress_bar") is not False
+        bar_on = trainer_config.get("enable_progress_bar") is not False
         bar = [LossProgressBar()] if bar_on and not any(isinstance(c, ProgressBar) for c in user) else []
         return super().instantiate_trainer(callbacks=[*user, *bar, *guards, writer], **kwargs)
 

@@ -6,7 +6,7 @@ import re
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 import lightning.pytorch as pl
 import torch
@@ -84,8 +84,8 @@ class StyleTransfer(pl.LightningModule):
         self.optimizer_factory = optimizer
         self.init = init
         self.preserve_colour = preserve_colour
-        if compile not in ("off", "default", "reduce-overhead", "max-autotune"):
-            raise ValueError(f"model.compile must be off, default, reduce-overhead or max-autotune, not {compile!r}")
+        if compile not in get_args(CompileMode):
+            raise ValueError(f"model.compile must be {', '.join(get_args(CompileMode))}, not {compile!r}")
         self.compile_mode = compile
         self.compiled_loss_terms = None
         self.layers = sorted({name for term in self.losses.values() for name in term.layers})
