@@ -21,7 +21,7 @@ from contextlib import nullcontext
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from nst_lightning.backbones import VGG19
+from nst_lightning.model.backbones.vgg import VGG19
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 

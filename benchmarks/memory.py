@@ -20,7 +20,7 @@ import time
 
 CHILD = """
 import sys, time, torch
-from nst_lightning.backbones import VGG19
+from nst_lightning.model.backbones.vgg import VGG19
 size, ckpt = int(sys.argv[1]), sys.argv[2] == "1"
 layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 vgg = VGG19(activation_checkpointing=ckpt)

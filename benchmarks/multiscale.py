@@ -19,8 +19,8 @@ import lightning.pytorch as pl
 import torch
 
 from nst_lightning.data import StyleTransferData
-from nst_lightning.module import StyleTransfer
-from nst_lightning.multiscale import MultiScale
+from nst_lightning.model.style_transfer import StyleTransfer
+from nst_lightning.callbacks.multiscale import MultiScale
 
 ASSETS = "src/nst_lightning/assets/"
 

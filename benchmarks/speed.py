@@ -92,8 +92,8 @@ def slopes(makers: dict[str, object], steps: tuple[int, int], repeats: int) -> d
 
 
 def backbone_floor(size: int, device: str, repeats: int = 5) -> float:
-    from nst_lightning.backbones import VGG19
-    from nst_lightning.images import load_image
+    from nst_lightning.model.backbones.vgg import VGG19
+    from nst_lightning.image.io import load_image
 
     layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
     vgg = VGG19().to(device)

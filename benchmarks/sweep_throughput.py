@@ -20,9 +20,10 @@ from pathlib import Path
 
 import torch
 
-from nst_lightning.plugins import load_plugins
-from nst_lightning.sweep import build_sweep
-from nst_lightning.sweep_run import run_sweep
+from nst_lightning.plugin.manager import load_plugins
+from nst_lightning.cli.fit import build_cli
+from nst_lightning.sweep.command import build_sweep
+from nst_lightning.sweep.command import run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -35,7 +36,7 @@ def timed_sweep(points: int, size: int, steps: int, accelerator: str, max_batch:
         f"data.size={size}",
         f"trainer.max_steps={steps}",
         f"trainer.accelerator={accelerator}",
-    ], out)
+    ], out, build=build_cli)
     start = time.perf_counter()
     records = run_sweep(sweep, max_batch=max_batch, workers=1, contact_sheet=False)
     seconds = time.perf_counter() - start

@@ -23,7 +23,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import torch
 
-from nst_lightning.cli import build_cli
+from nst_lightning.cli.fit import build_cli
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "default.yaml"

@@ -41,6 +41,6 @@ def style_path() -> Path:
 
 @pytest.fixture(scope="session")
 def vgg19_caffe():
-    from nst_lightning.backbones import VGG19
+    from nst_lightning.model.backbones.vgg import VGG19
 
     return VGG19(weights="caffe")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import lightning.pytorch as pl
 
 from nst_lightning.data import StyleTransferData
-from nst_lightning.module import StyleTransfer
+from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import ASSETS
 

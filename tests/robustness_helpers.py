@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from nst_lightning.losses import LossTerm
+from nst_lightning.model.losses.base import LossTerm
 
 
 class NaNAfterCalls(LossTerm):

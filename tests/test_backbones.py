@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_lightning import weights as weights_mod
-from nst_lightning.backbones import VGG16, VGG19
-from nst_lightning.weights import CAFFE_VGG19_SHA256, WeightsError, caffe_vgg19_conv_weights, sha256_of
+from nst_lightning.model.backbones import weights as weights_mod
+from nst_lightning.model.backbones.vgg import VGG16, VGG19
+from nst_lightning.model.backbones.weights import CAFFE_VGG19_SHA256, WeightsError, caffe_vgg19_conv_weights, sha256_of
 
 VGG19_CONV_SHAPES = [
     (64, 3), (64, 64), (128, 64), (128, 128),
@@ -138,7 +138,7 @@ def test_bad_weights_are_one_clear_error(tmp_path):
 
 
 def test_activation_checkpointing_gives_the_same_features_and_gradient():
-    from nst_lightning.backbones import VGG19
+    from nst_lightning.model.backbones.vgg import VGG19
 
     torch.manual_seed(0)
     layers = ["relu1_1", "relu3_1", "relu4_2"]

@@ -17,8 +17,8 @@ import yaml
 from PIL import Image
 
 from nst_lightning.cli import main
-from nst_lightning.image_writer import beside
-from nst_lightning.images import load_image
+from nst_lightning.files import beside
+from nst_lightning.image.io import load_image
 
 from .conftest import ASSETS, CONTENT, ROOT, STYLE
 

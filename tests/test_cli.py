@@ -9,10 +9,13 @@ import torch
 import yaml
 from PIL import Image
 
-from nst_lightning.cli import build_cli, main
-from nst_lightning.images import load_image
-from nst_lightning.losses import ContentLoss, GramStyleLoss, Targets
-from nst_lightning.module import PrecisionError, StyleTransfer, check_precision
+from nst_lightning.cli.fit import build_cli
+from nst_lightning.cli import main
+from nst_lightning.image.io import load_image
+from nst_lightning.model.losses.content import ContentLoss
+from nst_lightning.model.losses.gram import GramStyleLoss
+from nst_lightning.model.losses.base import Targets
+from nst_lightning.model.style_transfer import PrecisionError, StyleTransfer, check_precision
 
 from .conftest import CONTENT, ROOT, STYLE
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
@@ -90,8 +93,8 @@ def test_print_config_round_trips(tmp_path, capsys):
         main(["fit", "--config", str(saved), "--print_config"])
     assert capsys.readouterr().out == first
     config = yaml.safe_load(first)
-    assert config["model"]["losses"]["style"]["class_path"] == "nst_lightning.losses.GramStyleLoss"
-    assert config["model"]["optimizer"]["class_path"] == "nst_lightning.optimizers.ImageLBFGS"
+    assert config["model"]["losses"]["style"]["class_path"] == "nst_lightning.model.losses.gram.GramStyleLoss"
+    assert config["model"]["optimizer"]["class_path"] == "nst_lightning.model.optimizers.ImageLBFGS"
     # The printed config runs again unchanged.
     main(["fit", "--config", str(saved), "--trainer.max_steps", "2"])
     assert (tmp_path / "out.png").is_file()
@@ -130,8 +133,8 @@ def test_help_lists_components(capsys):
 def test_plugin_loss_usable_by_short_name_from_yaml(monkeypatch, tmp_path):
     write_module(monkeypatch, tmp_path, "nstp_brightness", """
         import torch
-        from nst_lightning import hookimpl
-        from nst_lightning.losses import LossTerm
+        from nst_lightning.plugin import hookimpl
+        from nst_lightning.model.losses.base import LossTerm
 
         class BrightnessLoss(LossTerm):
             '''Pulls the mean brightness towards ``level``.'''
@@ -211,7 +214,7 @@ def test_no_config_file_is_written_without_a_logger(tmp_path):
 def test_save_png_is_atomic_and_gets_the_usual_mode(tmp_path, monkeypatch):
     import os
 
-    from nst_lightning.images import save_png
+    from nst_lightning.image.io import save_png
 
     path = save_png(torch.rand(1, 3, 8, 8), tmp_path / "a.png", {"k": "v"})
     assert Image.open(path).text["k"] == "v"

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_lightning.backbones import VGG19
+from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.data import StyleTransferData
-from nst_lightning.module import StyleTransfer
+from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import CONTENT, STYLE
 from .fit_helpers import fit

@@ -6,10 +6,13 @@ import pytest
 import torch
 
 from nst_lightning.data import StyleTransferData
-from nst_lightning.images import load_image
-from nst_lightning.losses import DEFAULT_STYLE_LAYERS, ContentLoss, GramStyleLoss, Targets, gram_matrix
-from nst_lightning.masks import MaskedGramStyleLoss, load_mask, masked_gram_matrix
-from nst_lightning.module import StyleTransfer
+from nst_lightning.image.io import load_image
+from nst_lightning.model.losses.gram import DEFAULT_STYLE_LAYERS, GramStyleLoss, gram_matrix
+from nst_lightning.model.losses.content import ContentLoss
+from nst_lightning.model.losses.base import Targets
+from nst_lightning.model.losses.masked_gram import MaskedGramStyleLoss, masked_gram_matrix
+from nst_lightning.image.masks import load_mask
+from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import CONTENT, STYLE
 from .fit_helpers import MASK_LEFT, MASK_RIGHT, SCREAM, fit

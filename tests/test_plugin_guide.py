@@ -8,9 +8,9 @@ import tomllib
 
 import yaml
 
-from nst_lightning import hookspecs
+from nst_lightning.plugin import hookspecs
 from nst_lightning.cli import main
-from nst_lightning.images import load_image
+from nst_lightning.image.io import load_image
 
 from .conftest import CONTENT, ROOT, STYLE
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module

@@ -7,8 +7,9 @@ import inspect
 import pytest
 import torch
 
-from nst_lightning import hookspecs
-from nst_lightning.plugins import BUILTIN_PLUGIN, PluginError, PluginImportWarning, load_plugins
+from nst_lightning.plugin import hookspecs
+from nst_lightning.plugin.manager import BUILTIN_PLUGIN, PluginImportWarning, load_plugins
+from nst_lightning.plugin.registry import PluginError
 
 from .conftest import ROOT
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
@@ -17,8 +18,8 @@ DEFAULT = ROOT / "configs" / "default.yaml"
 
 LOSS_PLUGIN = """
     import torch
-    from nst_lightning import hookimpl
-    from nst_lightning.losses import LossTerm
+    from nst_lightning.plugin import hookimpl
+    from nst_lightning.model.losses.base import LossTerm
 
     class {cls}(LossTerm):
         def forward(self, features, image):
@@ -40,7 +41,7 @@ def test_builtins_register_through_the_hooks():
 
 
 def test_every_hookspec_is_documented_and_implemented_by_builtins():
-    from nst_lightning import builtins
+    from nst_lightning.plugin import builtin as builtins
 
     specs = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("nst_")]
     assert sorted(specs) == ["nst_register_backbones", "nst_register_losses", "nst_register_optimizers"]
@@ -96,7 +97,7 @@ def test_duplicate_names_name_both_plugins(monkeypatch, tmp_path):
 
 
 def test_registry_refuses_unusable_classes():
-    from nst_lightning.losses import LossTerm
+    from nst_lightning.model.losses.base import LossTerm
 
     class Abstract(LossTerm):
         pass
@@ -115,7 +116,7 @@ def test_registry_refuses_unusable_classes():
 
 OPTIMIZER_PLUGIN = """
     import torch
-    from nst_lightning import hookimpl
+    from nst_lightning.plugin import hookimpl
 
     class HalfStepSGD(torch.optim.SGD):
         def __init__(self, params, lr: float = 0.5):
@@ -128,7 +129,7 @@ OPTIMIZER_PLUGIN = """
 
 
 def test_optimizer_plugin_usable_by_short_name(monkeypatch, tmp_path):
-    from nst_lightning.cli import build_cli
+    from nst_lightning.cli.fit import build_cli
 
     write_module(monkeypatch, tmp_path, "nstp_sgd", OPTIMIZER_PLUGIN)
     install_fake_distributions(monkeypatch, FakeDistribution("nst-sgd", "2.0", [("sgd", "nstp_sgd")]))
@@ -147,7 +148,7 @@ def test_plugins_command_shows_failed_plugins_and_fit_still_works(monkeypatch, t
     with pytest.warns(PluginImportWarning):
         main(["plugins"])
     out = capsys.readouterr().out
-    assert "nst_lightning.builtins (nst-lightning" in out and "loss: ContentLoss, GramStyleLoss" in out
+    assert "nst_lightning.builtin (nst-lightning" in out and "loss: ContentLoss, GramStyleLoss" in out
     assert "broken2 (nst-broken2 0.3)\n  failed to import: ImportError: needs libbar" in out
     with pytest.warns(PluginImportWarning), pytest.raises(SystemExit) as exit_info:
         main(["fit", "--config", str(DEFAULT), "--print_config"])
@@ -162,7 +163,7 @@ def test_plugins_command_shows_failed_plugins_and_fit_still_works(monkeypatch, t
          "GramStyleLoss, MaskedGramStyleLoss, TotalVariationLoss"),
         (["--model.backbone", "VGG91"], "model.backbone: unknown backbone 'VGG91'; did you mean 'VGG19'?"),
         (["--model.optimizer", "ImageLBGFS"], "model.optimizer: unknown optimizer 'ImageLBGFS'; did you mean 'ImageLBFGS'?"),
-        (["--model.backbone", "nst_lightning.backbones.VGG91"], "did you mean 'VGG19'?"),
+        (["--model.backbone", "nst_lightning.model.backbones.vgg.VGG91"], "did you mean 'VGG19'?"),
         (["--config", "CONFIG"], "model.losses.tv: unknown loss 'TVLoss'; did you mean 'TotalVariationLoss'?"),
     ],
 )
@@ -180,7 +181,7 @@ def test_unknown_component_names_list_the_known_ones(tmp_path, capsys, args, mes
 
 
 def test_known_names_pass_the_check():
-    from nst_lightning.component_names import check_component_names
+    from nst_lightning.cli.component_names import check_component_names
 
     registry = load_plugins(autoload=False).registry
     check_component_names(["fit", "--config", str(DEFAULT), "--model.optimizer", "SGD",

@@ -7,13 +7,13 @@ import pytest
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.trainer.connectors.logger_connector import result
 
-from nst_lightning import progress_bar
-from nst_lightning.backbones import VGG19
-from nst_lightning.cli import build_cli
+from nst_lightning.callbacks import progress_bar
+from nst_lightning.model.backbones.vgg import VGG19
+from nst_lightning.cli.fit import build_cli
 from nst_lightning.data import StyleTransferData
-from nst_lightning.module import StyleTransfer
-from nst_lightning.optimizers import ImageAdam
-from nst_lightning.progress_bar import LossProgressBar
+from nst_lightning.model.style_transfer import StyleTransfer
+from nst_lightning.model.optimizers import ImageAdam
+from nst_lightning.callbacks.progress_bar import LossProgressBar
 
 from .conftest import CONTENT, ROOT, STYLE
 

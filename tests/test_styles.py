@@ -6,10 +6,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nst_lightning.backbones import VGG19
+from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.data import StyleTransferData
-from nst_lightning.images import load_image
-from nst_lightning.module import StyleTransfer
+from nst_lightning.image.io import load_image
+from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import CONTENT, STYLE
 from .fit_helpers import SCREAM, fit
@@ -46,7 +46,7 @@ def test_init_options(init, tmp_path):
     content, style = load_image(CONTENT, 64), load_image(STYLE, 80)
     path = tmp_path / "init.png"
     if init == "file":
-        from nst_lightning.images import save_png
+        from nst_lightning.image.io import save_png
 
         save_png(style, path)
     model = StyleTransfer(backbone=VGG19(weights="none"), init=str(path) if init == "file" else init)

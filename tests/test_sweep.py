@@ -13,19 +13,24 @@ import torch
 from PIL import Image
 
 from nst_lightning.cli import main
-from nst_lightning.losses import ContentLoss, GramStyleLoss, Targets, TotalVariationLoss
-from nst_lightning.sweep import (
-    SweepError,
-    build_sweep,
-    expand,
-    loss_weights,
-    output_path,
-    parse_set,
-    plan_batches,
-)
-from nst_lightning.sweep_run import run_batched, run_point, run_sweep
+from nst_lightning.model.losses.content import ContentLoss
+from nst_lightning.model.losses.gram import GramStyleLoss
+from nst_lightning.model.losses.base import Targets
+from nst_lightning.model.losses.total_variation import TotalVariationLoss
+from nst_lightning.sweep.spec import SweepError, expand, parse_set
+from nst_lightning.sweep.planning import loss_weights, plan_batches
+from nst_lightning.sweep.naming import output_path
+from nst_lightning.sweep.run import run_batched, run_point
+from nst_lightning.sweep.command import build_sweep as _build_sweep
+from nst_lightning.sweep.command import run_sweep
+from nst_lightning.cli.fit import build_cli
 
 from .conftest import ASSETS, ROOT
+
+
+def build_sweep(*args, **kwargs):
+    """The sweep as 'nst-lightning sweep' builds it: its points run through the fit CLI."""
+    return _build_sweep(*args, build=build_cli, **kwargs)
 
 DEFAULT = ROOT / "configs" / "default.yaml"
 STARRY = str(ASSETS / "starry_night.jpg")
@@ -197,7 +202,7 @@ def test_sweep_records_a_failing_point_finishes_the_others_and_resumes(tmp_path,
 
 def test_ray_trials_take_one_gpu_each_or_one_cpu():
     pytest.importorskip("ray")
-    from nst_lightning.sweep_ray import trial_resources
+    from nst_lightning.sweep.ray_tune import trial_resources
 
     assert trial_resources({"CPU": 16.0, "GPU": 8.0}) == {"cpu": 1, "gpu": 1}
     assert trial_resources({"CPU": 2.0}) == {"cpu": 1}
@@ -241,11 +246,11 @@ def test_local_workers_share_out_the_runs(tmp_path):
 
 
 def test_ctrl_c_stops_the_sweep_where_an_error_only_fails_its_point(tmp_path, monkeypatch):
-    from nst_lightning import sweep_run
-    from nst_lightning.interrupt import RunInterrupted
+    from nst_lightning.sweep import run as sweep_run
+    from nst_lightning.callbacks.interrupt import RunInterrupted
 
     def sweep_whose_runs_raise(error: Exception):  # noqa: ANN202
-        def build(args):  # noqa: ANN001, ANN202
+        def build(sweep, args):  # noqa: ANN001, ANN202
             raise error
 
         monkeypatch.setattr(sweep_run, "_build", build)

@@ -1,4 +1,10 @@
-"""nst-lightning: Gatys neural style transfer as a Lightning module with pluggy plugins."""
+"""nst-lightning: Gatys neural style transfer as a Lightning module with pluggy plugins.
+
+The package follows a run's pipeline: ``cli`` (the command and its configs) builds the ``data``
+and the ``model`` (backbone, losses, optimizer), runs them with the ``callbacks`` around
+Lightning's loop, and writes the result through ``image``. Plugin authors import from
+:mod:`nst_lightning.plugin` only.
+"""
 
 from importlib.metadata import PackageNotFoundError, version
 
@@ -7,6 +13,4 @@ try:
 except PackageNotFoundError:  # pragma: no cover - running from a source tree without install
     __version__ = "0.0.0"
 
-from .hookspecs import hookimpl  # noqa: E402 - plugin authors import it from here
-
-__all__ = ["__version__", "hookimpl"]
+__all__ = ["__version__"]

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-
 import lightning.pytorch as pl
 import torch
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from .colour import STYLE_COLOUR_CHOICES, match_colour
-from .images import load_image
-from .masks import load_mask
+from nst_lightning.errors import ConfigValueError
+from nst_lightning.image.colour import STYLE_COLOUR_CHOICES, match_colour
+from nst_lightning.image.io import load_image
+from nst_lightning.image.masks import load_mask
 
 
 class _Steps(Dataset):
@@ -54,26 +54,26 @@ class StyleTransferData(pl.LightningDataModule):
         super().__init__()
         styles = [style] if isinstance(style, str) else list(style)
         if not styles:
-            raise ValueError("data.style: give at least one style image")
+            raise ConfigValueError("data.style: give at least one style image")
         if isinstance(size, bool) or not isinstance(size, int) or size < 16:
-            raise ValueError(f"data.size must be an integer of at least 16 pixels, not {size!r}")
+            raise ConfigValueError(f"data.size must be an integer of at least 16 pixels, not {size!r}")
         if not style_scale > 0:
-            raise ValueError(f"data.style_scale must be > 0, not {style_scale!r}")
+            raise ConfigValueError(f"data.style_scale must be > 0, not {style_scale!r}")
         if style_colour not in STYLE_COLOUR_CHOICES:
-            raise ValueError(f"data.style_colour must be one of {', '.join(STYLE_COLOUR_CHOICES)}, not {style_colour!r}")
+            raise ConfigValueError(f"data.style_colour must be one of {', '.join(STYLE_COLOUR_CHOICES)}, not {style_colour!r}")
         masks = list(masks or [])
         if masks and len(masks) != len(styles):
-            raise ValueError(f"data.masks has {len(masks)} mask images for {len(styles)} style images; give one per style")
+            raise ConfigValueError(f"data.masks has {len(masks)} mask images for {len(styles)} style images; give one per style")
         if masks and style_blend_weights is not None:
-            raise ValueError("data.style_blend_weights do not apply with data.masks: each style has its own region")
+            raise ConfigValueError("data.style_blend_weights do not apply with data.masks: each style has its own region")
         if style_blend_weights is None:
             style_blend_weights = [1.0] * len(styles)
         if len(style_blend_weights) != len(styles):
-            raise ValueError(
+            raise ConfigValueError(
                 f"data.style_blend_weights has {len(style_blend_weights)} values for {len(styles)} style images"
             )
         if any(not w >= 0 for w in style_blend_weights) or sum(style_blend_weights) <= 0:
-            raise ValueError("data.style_blend_weights must be >= 0 with a positive sum")
+            raise ConfigValueError("data.style_blend_weights must be >= 0 with a positive sum")
         self.content = content
         self.style = styles
         self.size = size
@@ -104,4 +104,3 @@ class StyleTransferData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         steps = self.trainer.max_steps if self.trainer is not None and self.trainer.max_steps > 0 else 1
         return DataLoader(_Steps(steps), batch_size=None, num_workers=0)
-

@@ -9,7 +9,7 @@ pytest.importorskip("nst_lightning_extras")
 import torch  # noqa: E402
 import torchvision  # noqa: E402
 
-from nst_lightning.weights import WeightsError  # noqa: E402
+from nst_lightning.model.backbones.weights import WeightsError  # noqa: E402
 from nst_lightning_extras.backbones import ResNet  # noqa: E402
 
 

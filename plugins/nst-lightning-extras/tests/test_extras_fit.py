@@ -13,10 +13,10 @@ import yaml  # noqa: E402
 from PIL import Image  # noqa: E402
 from torchvision.transforms.functional import pil_to_tensor  # noqa: E402
 
-from nst_lightning.backbones import VGG19  # noqa: E402
+from nst_lightning.model.backbones.vgg import VGG19  # noqa: E402
 from nst_lightning.cli import main  # noqa: E402
-from nst_lightning.images import load_image  # noqa: E402
-from nst_lightning.losses import Targets  # noqa: E402
+from nst_lightning.image.io import load_image  # noqa: E402
+from nst_lightning.model.losses.base import Targets  # noqa: E402
 from nst_lightning_extras.losses import HistogramStyleLoss, WassersteinStyleLoss  # noqa: E402
 
 SIZE = 64

@@ -10,7 +10,7 @@ pytest.importorskip("nst_lightning_extras")
 
 import torch  # noqa: E402
 
-from nst_lightning.losses import Targets  # noqa: E402
+from nst_lightning.model.losses.base import Targets  # noqa: E402
 from nst_lightning_extras.losses import HistogramStyleLoss, WassersteinStyleLoss  # noqa: E402
 
 # Four positions whose two channels have mean 0 and covariance exactly I (population statistics).

@@ -9,8 +9,8 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from nst_lightning.backbones import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from nst_lightning.weights import WeightsError, load_state_dict
+from nst_lightning.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from nst_lightning.model.backbones.weights import WeightsError, load_state_dict
 
 Arch = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"]
 STEM = ("conv1", "bn1", "relu", "maxpool")

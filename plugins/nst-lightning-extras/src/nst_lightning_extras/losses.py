@@ -21,7 +21,8 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from nst_lightning.losses import DEFAULT_STYLE_LAYERS, LossTerm, Targets
+from nst_lightning.model.losses.gram import DEFAULT_STYLE_LAYERS
+from nst_lightning.model.losses.base import LossTerm, Targets
 
 
 def float32(device: torch.device) -> torch.autocast:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from nst_lightning import hookimpl
+from nst_lightning.plugin import hookimpl
 
 from .backbones import ResNet
 from .losses import HistogramStyleLoss, WassersteinStyleLoss

@@ -1,0 +1,5 @@
+"""``python -m nst_lightning``: the ``nst-lightning`` command."""
+
+from nst_lightning.cli import main
+
+main()

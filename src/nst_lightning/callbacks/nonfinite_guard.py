@@ -1,0 +1,70 @@
+"""A NaN or Inf loss stops the run with a clear message, and the last good image is kept.
+
+Checking the loss every step would make the host wait for the accelerator every step (``Tensor.item()``).
+:class:`NonFiniteGuard` instead folds each step's ``isfinite(loss)`` into a flag on the device, and
+reads it (with ``isfinite(image)``) every ``check_every`` steps and at the end of the run, before the
+final image is written: one host sync per ``check_every`` steps. At each check that passes it keeps a
+copy of the image on the device; so the image it saves is at most ``check_every`` steps old.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+
+from nst_lightning.errors import NstLightningError
+from nst_lightning.files import beside
+from nst_lightning.image.io import png_metadata, save_png
+
+CHECK_EVERY = 10
+
+
+class NonFiniteLossError(NstLightningError):
+    """The loss or the image became NaN or Inf."""
+
+
+class NonFiniteGuard(pl.Callback):
+    """Stops a run whose loss turns NaN or Inf, and saves ``<output stem>_last_good.png``."""
+
+    def __init__(self, output: str | Path, check_every: int = CHECK_EVERY) -> None:
+        if check_every < 1:
+            raise ValueError(f"check_every must be >= 1, not {check_every}")
+        self.image_path = beside(output, "_last_good.png")
+        self.check_every = check_every
+        self._last_good: torch.Tensor | None = None
+        self._last_good_step = 0
+        self._bad: torch.Tensor | None = None
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._last_good = pl_module.image.detach().clone()
+        self._last_good_step = trainer.global_step
+        self._bad = torch.zeros((), dtype=torch.bool, device=pl_module.image.device)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor):
+            self._bad |= ~torch.isfinite(loss.detach()).all()
+        if trainer.global_step % self.check_every == 0:
+            self.check(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.check(trainer, pl_module)
+
+    def check(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        image = pl_module.image.detach()
+        if not bool(self._bad | ~torch.isfinite(image).all()):  # the one host sync
+            if self._last_good.shape == image.shape:
+                self._last_good.copy_(image)
+            else:  # multi-scale changed the image's size
+                self._last_good = image.clone()
+            self._last_good_step = trainer.global_step
+            return
+        if trainer.is_global_zero:
+            save_png(self._last_good, self.image_path, png_metadata(self._last_good_step))
+        raise NonFiniteLossError(
+            f"the loss became NaN or Inf after step {self._last_good_step} (found at step {trainer.global_step}); "
+            f"the run stopped and the last good image (step {self._last_good_step}) is saved to {self.image_path}. "
+            "Lower the learning rate or the loss weights, or use --trainer.precision 32-true"
+        )

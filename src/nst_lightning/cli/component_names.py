@@ -1,0 +1,141 @@
+"""Checks the component names a run's configs and options give, before LightningCLI parses them.
+
+jsonargparse answers an unknown short class name with "Expected a dot import path string". This
+module finds the ``class_path`` of the backbone, each loss term and the optimizer in the ``--config``
+files and on the command line, and names an unknown one with the known names and a did-you-mean.
+Anything it cannot read is left to jsonargparse.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+import yaml
+
+from nst_lightning.errors import ConfigError
+from nst_lightning.plugin.registry import KINDS, Registry
+
+# model.<key> -> component kind
+MODEL_KEYS = {"backbone": "backbone", "optimizer": "optimizer"}
+
+
+PLURAL = {"backbone": "backbones", "loss": "losses", "optimizer": "optimizers"}
+
+
+class UnknownComponentError(ConfigError):
+    """A config names a component that no plugin registers."""
+
+
+def _subclass_names(base: type) -> set[str]:
+    """Names of every imported subclass of ``base``: jsonargparse resolves short names among these."""
+    names, todo = set(), [base]
+    while todo:
+        for sub in todo.pop().__subclasses__():
+            names.add(sub.__name__)
+            todo.append(sub)
+    return names
+
+
+def _class_path(value: object) -> str | None:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict) and isinstance(value.get("class_path"), str):
+        return value["class_path"]
+    return None
+
+
+def _from_model(model: object) -> Iterator[tuple[str, str, str]]:
+    """(key, kind, class_path) of the components in a ``model`` section."""
+    if not isinstance(model, dict):
+        return
+    for key, kind in MODEL_KEYS.items():
+        path = _class_path(model.get(key))
+        if path:
+            yield f"model.{key}", kind, path
+    losses = model.get("losses")
+    if isinstance(losses, dict):
+        for name, term in losses.items():
+            path = _class_path(term)
+            if path:
+                yield f"model.losses.{name}", "loss", path
+
+
+def _read_yaml(text_or_path: str) -> object:
+    try:
+        path = Path(text_or_path)
+        text = path.read_text() if path.is_file() else text_or_path
+        return yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError):
+        return None
+
+
+def _option_values(argv: list[str]) -> Iterator[tuple[str, str]]:
+    """(option, value) pairs of ``--key value`` and ``--key=value``."""
+    for i, arg in enumerate(argv):
+        if not arg.startswith("--"):
+            continue
+        if "=" in arg:
+            key, value = arg.split("=", 1)
+            yield key[2:], value
+        elif i + 1 < len(argv):
+            yield arg[2:], argv[i + 1]
+
+
+def named_components(argv: list[str]) -> Iterator[tuple[str, str, str]]:
+    """(config key, kind, class_path) for every component the configs and options name."""
+    for option, value in _option_values(argv):
+        if option == "config":
+            config = _read_yaml(value)
+            if isinstance(config, dict):
+                yield from _from_model(config.get("model"))
+        elif option == "model":
+            yield from _from_model(_read_yaml(value))
+        elif option.startswith("model."):
+            key = option.removesuffix(".class_path")
+            parts = key.split(".")
+            if len(parts) == 2 and parts[1] in MODEL_KEYS:
+                kind = MODEL_KEYS[parts[1]]
+            elif len(parts) == 3 and parts[1] == "losses":
+                kind = "loss"
+            else:
+                continue
+            if key == option and value.lstrip().startswith("{"):
+                path = _class_path(_read_yaml(value))
+            else:
+                path = value
+            if path:
+                yield key, kind, path
+
+
+def _importable(path: str) -> bool:
+    module, _, name = path.rpartition(".")
+    try:
+        return hasattr(importlib.import_module(module), name)
+    except Exception:  # noqa: BLE001 - any failure to import means "not importable"
+        return False
+
+
+def check_component_names(argv: list[str], registry: Registry) -> None:
+    """Raise :class:`UnknownComponentError` for the first component name that names nothing known."""
+    for key, kind, path in named_components(argv):
+        registered = registry.names(kind)
+        short = path.rpartition(".")[2]
+        if "." in path:
+            if _importable(path):
+                continue
+        elif path in registered or path in _subclass_names(KINDS[kind]):
+            continue
+        if kind == "optimizer":
+            choices = sorted({*registered, *(n for n in dir(torch.optim) if n in _subclass_names(torch.optim.Optimizer))})
+        else:
+            choices = registered
+        close = difflib.get_close_matches(short, choices, n=1, cutoff=0.4)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise UnknownComponentError(
+            f"{key}: unknown {kind} {path!r}; {hint}known {PLURAL[kind]}: {', '.join(choices)} "
+            "(or a full class path; 'nst-lightning plugins' lists what each plugin registers)"
+        )

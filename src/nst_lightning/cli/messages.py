@@ -1,0 +1,151 @@
+"""Messages for the user: one-line errors, and the warnings that do not apply to style transfer.
+
+Error messages for the user: any exception's message as one line that names the key or file.
+
+jsonargparse reports a bad config value as an indented, multi-line tree (every member of
+an ``Optional[...]`` union, the given value's type, its repr ...). :func:`one_line` keeps
+the key and the reasons, and drops the rest.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import warnings
+
+from jsonargparse import ArgumentError
+
+from nst_lightning.errors import NstLightningError
+from nst_lightning.plugin.registry import Registry
+
+# Lines of jsonargparse's union reports that say nothing about what is wrong.
+_NOISE = re.compile(
+    r"Does not validate against any of the Union subtypes"
+    r"|Subtypes: .*|Errors:|Given value type: .*|Given value: .*"
+    r"|Expected a <class 'NoneType'>\.?(?: Got value: .*)?|tip: .*"
+)
+
+
+_PARSER_KEY = re.compile(r'Parser key "([^"]+)":\s*(.*)')
+
+
+_NESTED_KEY = re.compile(r"Given value: NestedArg\(key='([^']+)'")
+
+
+# A string given where a class is expected is first tried as a path to a config file.
+_NOT_A_FILE = re.compile(r"Expected a path but .* either not accessible or invalid")
+
+
+_REWRITES = (
+    (re.compile(r"Expected a <class '([\w.]+)'>\. Got value: (.*)"), r"expected \1, got \2"),
+    (re.compile(r"Expected a dot import path string: (.*)"), r"unknown class \1 (not a registered name nor an importable path)"),
+    (re.compile(r"Problem with given class_path '(?:[\w]+\.)*(\w+)':"), r"\1:"),
+    (re.compile(r'in "<unicode string>", '), ""),
+)
+
+
+def one_line(message: str) -> str:
+    """``message`` on one line: ``<key>: <reason>[; <reason>...]`` for jsonargparse's reports."""
+    lines = [line.strip().removeprefix("- ").strip() for line in str(message).splitlines()]
+    keys: list[str] = []
+    reasons: list[str] = []
+    for line in lines:
+        nested = _NESTED_KEY.match(line)
+        if nested and keys:
+            keys[0] = f"{keys[0]}.{nested[1]}"
+        match = _PARSER_KEY.fullmatch(line)
+        if match:
+            # The first key is the option; keys inside it (a class's init args) stay in the reasons.
+            line = match[2] if not keys else f"{match[1]}: {match[2]}".strip()
+            keys.append(match[1])
+        if not line or _NOISE.fullmatch(line):
+            continue
+        for pattern, replacement in _REWRITES:
+            line = pattern.sub(replacement, line)
+        reasons.append(line)
+    if len(reasons) > 1:
+        reasons = [r for r in reasons if not _NOT_A_FILE.fullmatch(r)] or reasons
+    text = ""
+    for reason in reasons:
+        text += reason if not text else (" " if text.endswith(":") else "; ") + reason
+    if keys and not text.startswith(keys[0]):
+        text = f"{keys[0]}: {text}" if text else keys[0]
+    return text.rstrip(":") or " ".join(lines).strip()
+
+
+def filter_known_warnings() -> None:
+    """Silence warnings that do not apply to style transfer, each named precisely."""
+    # There is no data to load: the image is the model's parameter.
+    warnings.filterwarnings("ignore", message=r".*does not have many workers.*")
+    # lightning 2.6 with jsonargparse >= 4.49: deprecation notices about LightningCLI's own calls
+    # (add_instantiator, instantiate_classes, skip_none). Only those raised from lightning's cli module.
+    for message in (r"(?s).*deprecated in v4\.49\.0", r"(?s).*only one JsonargparseDeprecationWarning"):
+        warnings.filterwarnings("ignore", message=message, module=r"lightning\.pytorch\.cli")
+    # lightning 2.6 with torch >= 2.10: lightning's own use of a deprecated torch pytree API.
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
+    # Without tensorboard Lightning logs to CSV, as README.md says; its notice about tensorboardX adds nothing.
+    warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
+    # main() passes the arguments itself (after taking out --debug).
+    warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # Resuming (--ckpt_path) from a checkpoint saved mid-epoch: every batch is the same empty item and the
+    # step count is restored, so restarting the epoch's data loader changes nothing.
+    warnings.filterwarnings("ignore", message=r"(?s).*resuming from a checkpoint that ended before the epoch ended")
+
+
+def error(message: str) -> None:
+    """Print ``message`` as the command's one error line on stderr."""
+    print(f"nst-lightning: error: {one_line(message)}", file=sys.stderr)
+
+
+# -- errors raised inside a component --------------------------------------------------------------
+
+KIND_KEYS = {"backbone": "model.backbone", "loss": "model.losses", "optimizer": "model.optimizer"}
+
+
+def failing_component(exc: BaseException, registry: Registry | None = None) -> tuple[str, type] | None:
+    """(config key, class) of the innermost component whose code raised ``exc``, or None.
+
+    A component is an object with a ``config_key`` (the model tags its backbone, loss terms and
+    optimizer with theirs) or an instance of a registered class (one that failed in ``__init__``).
+    """
+    found = None
+    tb = exc.__traceback__
+    while tb is not None:
+        obj = tb.tb_frame.f_locals.get("self")
+        key = getattr(obj, "config_key", None) if obj is not None else None
+        if isinstance(key, str):
+            found = (key, type(obj))
+        elif obj is not None and registry is not None:
+            kind = registry.kind_of(type(obj))
+            if kind is not None:
+                found = (KIND_KEYS[kind], type(obj))
+        tb = tb.tb_next
+    return found
+
+
+def describe(exc: BaseException, registry: Registry | None = None) -> str:
+    """The one-line message for ``exc``.
+
+    Our own errors and value errors say what is wrong in their message. Any other exception keeps
+    its type (``KeyError: 'x'`` says more than ``'x'``), and one raised inside a component's code
+    names the config key, the class and the plugin that registered it.
+    """
+    message = str(exc)
+    if isinstance(exc, ArgumentError):
+        return one_line(message)
+    component = None if isinstance(exc, NstLightningError) else failing_component(exc, registry)
+    if component is not None:
+        key, cls = component
+        owner = registry.owner_of(cls) if registry is not None else None
+        where = f"{cls.__name__} from plugin {owner!r}" if owner else cls.__name__
+        return f"{key} ({where}): {type(exc).__name__}: {one_line(message)}"
+    if isinstance(exc, (NstLightningError, ValueError)) and message:
+        return one_line(message)
+    return f"{type(exc).__name__}: {one_line(message)}" if message else type(exc).__name__
+
+
+def exit_code(exc: BaseException) -> int:
+    """2 for a command line or config that cannot run (as argparse), 1 for everything else."""
+    if isinstance(exc, NstLightningError):
+        return exc.exit_code
+    return 2 if isinstance(exc, ArgumentError) else 1

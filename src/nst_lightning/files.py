@@ -1,0 +1,84 @@
+"""File helpers: atomic writes and the names of files derived from ``--output``.
+
+A reader never sees a half-written file, and a failure leaves neither a partial file nor the
+temporary one behind. Names derived from an output path never leave its directory.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from nst_lightning.errors import NstLightningError
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that takes a file name; on success it replaces ``path``.
+
+    On any failure (an exception, Ctrl-C) the temporary file is removed and ``path`` is untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+
+
+@contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success it replaces ``path``."""
+    with atomic_path(path) as tmp, open(tmp, mode) as f:
+        yield f
+
+
+def beside(output: str | Path, suffix: str) -> Path:
+    """``<output stem><suffix>`` in ``output``'s directory: the only way names are built from ``--output``.
+
+    The suffix is ours (``_step00010.png``, ``_interrupted.ckpt``); it may not name another directory,
+    so a derived file can never land outside the output's directory.
+    """
+    output = Path(output)
+    if "/" in suffix or "\\" in suffix or ".." in suffix:
+        raise ValueError(f"file name suffix {suffix!r} may not contain a path")
+    path = output.with_name(f"{output.stem}{suffix}")
+    assert path.parent == output.parent
+    return path
+
+
+class OutputNotWritableError(NstLightningError):
+    """The output's directory cannot be created or written to."""
+
+
+def check_writable_directory(directory: Path, option: str = "--output") -> None:
+    """Fail now, not after the run, if ``directory`` cannot be created or written to.
+
+    Nothing is created: the nearest existing ancestor must be a directory in which a file can be made.
+    """
+    existing = directory
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise OutputNotWritableError(f"{option} directory {str(directory)!r} cannot be created: {str(existing)!r} is a file")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise OutputNotWritableError(
+            f"{option} directory {str(directory)!r} is not writable ({exc.strerror or exc})"
+        ) from None

@@ -1,0 +1,1 @@
+"""Images in and out: reading any image file as an RGB tensor, writing PNGs, colour and mask images."""

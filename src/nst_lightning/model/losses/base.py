@@ -1,0 +1,112 @@
+"""The loss-term contract and the helpers every term uses.
+
+Every term is an ``nn.Module`` with its own ``weight`` and ``layers``. Its targets are computed once,
+without grad, in :meth:`LossTerm.set_targets` and kept as buffers, so they move with the module and
+are never recomputed per step. Losses are always computed in float32, also under autocast: reduced
+precision runs only in the backbone.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from nst_lightning.errors import ConfigValueError
+
+
+@dataclass
+class Targets:
+    """What a loss term may build its targets from. All images are RGB in [0, 1], N×3×H×W.
+
+    ``content`` and each entry of ``styles`` map layer names to the backbone's
+    features (float32, no grad). ``style_weights`` are the normalized blend
+    weights of the style images (they sum to 1). ``masks`` holds one 1×1×H×W
+    mask in [0, 1] per style image at the content image's size, or is empty.
+    """
+
+    content_image: Tensor
+    content: dict[str, Tensor]
+    style_images: list[Tensor] = field(default_factory=list)
+    styles: list[dict[str, Tensor]] = field(default_factory=list)
+    style_weights: list[float] = field(default_factory=list)
+    masks: list[Tensor] = field(default_factory=list)
+
+
+def inverse_mean_square(target: Tensor) -> Tensor:
+    """1 / mean(target²): makes a layer's loss a relative error, whatever the backbone's activation scale."""
+    return 1.0 / target.float().pow(2).mean().clamp_min(1e-12)
+
+
+def float32_only(device: torch.device) -> torch.autocast:
+    """Autocast switched off: losses and statistics run in float32 even when the backbone ran in bf16 or fp16."""
+    return torch.autocast(device_type=device.type, enabled=False)
+
+
+def per_image_mse(input: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error of each image in the batch: N×... tensors (``target`` broadcasts) to (N,)."""
+    return (input - target).pow(2).flatten(1).mean(1)
+
+
+def check_layer_weights(kind: str, layers: Sequence[str], layer_weights: Sequence[float] | None) -> list[float]:
+    """One weight >= 0 per layer; ``None`` gives equal weights that sum to 1. Errors name ``kind``."""
+    if not layers:
+        raise ConfigValueError(f"{kind}: layers must name at least one layer")
+    if layer_weights is None:
+        return [1.0 / len(layers)] * len(layers)
+    if len(layer_weights) != len(layers):
+        raise ConfigValueError(f"{kind}: {len(layer_weights)} layer_weights for {len(layers)} layers")
+    if any(not float(w) >= 0 for w in layer_weights):
+        raise ConfigValueError(f"{kind}: layer_weights must be >= 0")
+    return [float(w) for w in layer_weights]
+
+
+class LossTerm(nn.Module, abc.ABC):
+    """A weighted loss term.
+
+    Contract: ``layers`` lists the backbone layers it reads (may be empty);
+    ``set_targets(targets)`` caches what it compares against; ``forward(features,
+    image)`` returns the weighted loss as a float32 tensor, either a scalar or
+    one value per image in the batch (N,).
+
+    A term that sets ``supports_sample_weights = True`` returns one value per
+    image weighted by :meth:`weighted`, so a batch of independent images (a
+    batched sweep) can give each image its own weight.
+    """
+
+    supports_sample_weights: ClassVar[bool] = False
+
+    def __init__(self, weight: float = 1.0, layers: Sequence[str] = ()) -> None:
+        super().__init__()
+        weight = float(weight)
+        if not weight >= 0 or weight == float("inf"):
+            raise ConfigValueError(f"{type(self).__name__}: weight must be a finite number >= 0, not {weight}")
+        self.weight = weight
+        self.layers = list(layers)
+        self.register_buffer("sample_weight", None, persistent=False)
+
+    def set_sample_weights(self, weights: Sequence[float] | None) -> None:
+        """One weight per image of the batch (N,), instead of ``weight``; None goes back to ``weight``."""
+        if weights is not None and not self.supports_sample_weights:
+            raise ConfigValueError(f"{type(self).__name__} does not support per-image weights")
+        if weights is not None and any(not float(w) >= 0 or float(w) == float("inf") for w in weights):
+            raise ConfigValueError(f"{type(self).__name__}: weights must be finite numbers >= 0, not {list(weights)}")
+        self.sample_weight = None if weights is None else torch.tensor([float(w) for w in weights])
+
+    def weighted(self, per_image: Tensor) -> Tensor:
+        """The weighted loss from per-image losses (N,): ``weight`` times their mean, or with per-image
+        weights set, each image's loss times its own weight (N,)."""
+        if self.sample_weight is None:
+            return self.weight * per_image.mean()
+        return self.sample_weight * per_image
+
+    def set_targets(self, targets: Targets) -> None:  # noqa: B027 - optional for target-free terms
+        """Compute and cache targets. Called once, under ``torch.no_grad()``."""
+
+    @abc.abstractmethod
+    def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
+        """The weighted loss for ``image`` whose backbone features are ``features``."""

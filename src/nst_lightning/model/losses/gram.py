@@ -1,0 +1,76 @@
+"""The Gram matrix and the Gatys style loss built on it."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor
+
+from nst_lightning.errors import ConfigValueError
+from nst_lightning.model.losses.base import (
+    LossTerm,
+    Targets,
+    check_layer_weights,
+    float32_only,
+    inverse_mean_square,
+    per_image_mse,
+)
+
+DEFAULT_STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
+
+
+def gram_matrix(features: Tensor) -> Tensor:
+    """Gram matrix of N×C×H×W features, divided by H·W, as an N×C×C float32 tensor.
+
+    Dividing by the number of positions M makes it a mean, so the style loss
+    ``0.25 * mean((G - A)²)`` equals the literature's ``1/(4N²M²) Σ (G·M - A·M)²``
+    and does not change with image size.
+    """
+    n, c, h, w = features.shape
+    flat = features.float().reshape(n, c, h * w)
+    return torch.bmm(flat, flat.transpose(1, 2)).div_(h * w)
+
+
+class GramStyleLoss(LossTerm):
+    """Gatys style loss: ``Σ_l w_l · 1/(4N_l²M_l²) Σ (G_l - A_l)²`` over style layers.
+
+    ``layer_weights`` default to equal weights that sum to 1. With several
+    style images the target Gram matrix is their blend, ``A = Σ_i b_i A_i``.
+    """
+
+    supports_sample_weights = True
+
+    def __init__(
+        self,
+        weight: float = 30.0,
+        layers: Sequence[str] = DEFAULT_STYLE_LAYERS,
+        layer_weights: Sequence[float] | None = None,
+        normalize: bool = True,
+    ) -> None:
+        super().__init__(weight, layers)
+        self.normalize = normalize
+        self.layer_weights = check_layer_weights(type(self).__name__, self.layers, layer_weights)
+
+    def set_targets(self, targets: Targets) -> None:
+        if not targets.styles:
+            raise ConfigValueError("GramStyleLoss needs at least one style image")
+        if targets.masks:
+            raise ConfigValueError("data.masks needs a masked style loss: use class_path MaskedGramStyleLoss for the style")
+        for i, name in enumerate(self.layers):
+            blend = sum(b * gram_matrix(s[name]) for b, s in zip(targets.style_weights, targets.styles))
+            self.register_target(str(i), blend)
+
+    def register_target(self, key: str, target: Tensor) -> None:
+        """Keep Gram target ``target_<key>`` and its normalizer ``scale_<key>`` (1 without ``normalize``)."""
+        self.register_buffer(f"target_{key}", target, persistent=False)
+        scale = inverse_mean_square(target) if self.normalize else torch.ones(())
+        self.register_buffer(f"scale_{key}", scale, persistent=False)
+
+    def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
+        with float32_only(image.device):
+            total = image.new_zeros((), dtype=torch.float32)
+            for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
+                mse = per_image_mse(gram_matrix(features[name]), getattr(self, f"target_{i}"))
+                total = total + w * getattr(self, f"scale_{i}") * 0.25 * mse
+            return self.weighted(total)

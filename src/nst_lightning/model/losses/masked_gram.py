@@ -1,0 +1,70 @@
+"""Spatial control: one mask per style image restricts that style's Gram statistics to its region.
+
+``data.masks`` lists one mask image per style image (white: the style applies, black: it does not; grey
+values weight the pixels). With ``MaskedGramStyleLoss`` as the style loss, region k's Gram matrix at layer l
+is the mask-weighted mean ``G_kl = Σ_p m_p F_p F_pᵀ / Σ_p m_p`` over positions p, with the mask resized to
+the layer's size, and it is pulled towards style image k's own (unmasked) Gram matrix. Where no mask is
+white only the content and TV losses act, so that region keeps its content.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from nst_lightning.errors import ConfigValueError
+from nst_lightning.model.losses.base import Targets, float32_only, per_image_mse
+from nst_lightning.model.losses.gram import GramStyleLoss, gram_matrix
+
+
+def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
+    """``mask`` shrunk to a feature layer's ``size`` by averaging (adaptive average pooling), as the pooling
+    layers shrink the features: a feature position gets the share of its pixels inside the region."""
+    if tuple(mask.shape[-2:]) == tuple(size):
+        return mask
+    return F.adaptive_avg_pool2d(mask, size).clamp(0, 1)
+
+
+def masked_gram_matrix(features: Tensor, mask: Tensor) -> Tensor:
+    """Gram matrix of the positions inside ``mask``: ``Σ_p m_p F_p F_pᵀ / Σ_p m_p``, N×C×C float32.
+
+    With a binary mask this is ``(F·m)(F·m)ᵀ / Σ m``; with the full mask it equals :func:`gram_matrix`.
+    """
+    n, c, h, w = features.shape
+    m = resize_mask(mask.float(), (h, w)).reshape(mask.shape[0], 1, h * w)
+    flat = features.float().reshape(n, c, h * w)
+    weighted = flat * m
+    return torch.bmm(weighted, flat.transpose(1, 2)) / m.sum(-1, keepdim=True).clamp_min(1e-8)
+
+
+class MaskedGramStyleLoss(GramStyleLoss):
+    """Gram style loss per region: style image k is applied only where mask k is white (``data.masks``).
+
+    ``Σ_k Σ_l w_l · 1/(4N_l²) Σ (G_kl - A_kl)²`` with ``G_kl`` the masked Gram matrix of the image in region k
+    and ``A_kl`` the Gram matrix of style image k, each layer divided by its target's mean square.
+    """
+
+    regions = 0  # set from the masks in set_targets
+
+    def set_targets(self, targets: Targets) -> None:
+        if len(targets.masks) != len(targets.styles) or not targets.masks:
+            raise ConfigValueError(
+                f"MaskedGramStyleLoss needs one mask per style image (data.masks): "
+                f"{len(targets.masks)} masks for {len(targets.styles)} style images"
+            )
+        self.regions = len(targets.masks)
+        for k, (mask, style) in enumerate(zip(targets.masks, targets.styles)):
+            self.register_buffer(f"mask_{k}", mask.float().clone(), persistent=False)
+            for i, name in enumerate(self.layers):
+                self.register_target(f"{k}_{i}", gram_matrix(style[name]))
+
+    def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
+        with float32_only(image.device):
+            total = image.new_zeros((), dtype=torch.float32)
+            for k in range(self.regions):
+                mask = getattr(self, f"mask_{k}")
+                for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
+                    mse = per_image_mse(masked_gram_matrix(features[name], mask), getattr(self, f"target_{k}_{i}"))
+                    total = total + w * getattr(self, f"scale_{k}_{i}") * 0.25 * mse
+            return self.weighted(total)

@@ -1,0 +1,147 @@
+"""``nst-lightning sweep``: run every point of a sweep, here or on a Ray cluster, resumably."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nst_lightning.callbacks.interrupt import RunInterrupted
+from nst_lightning.sweep.contact_sheet import write_contact_sheet
+from nst_lightning.sweep.local import run_local
+from nst_lightning.sweep.manifest import is_finished, read_manifest, write_manifest
+from nst_lightning.sweep.naming import name_points, output_path
+from nst_lightning.sweep.planning import plan_batches
+from nst_lightning.sweep.ray_tune import run_ray
+from nst_lightning.sweep.run import Record, _record
+from nst_lightning.sweep.spec import (
+    POINT_DEFAULTS,
+    Point,
+    Sweep,
+    SweepError,
+    _mapping,
+    expand,
+    load_spec,
+    parse_set,
+)
+
+DEFAULT_MAX_BATCH = 8
+
+
+def build_sweep(
+    config: str | os.PathLike,
+    spec_path: str | os.PathLike | None,
+    inline: list[str] | None = None,
+    output_dir: str | os.PathLike | None = None,
+    build: Callable[[list[str]], Any] | None = None,
+) -> Sweep:
+    """The expanded sweep of ``spec_path`` (and inline ``--set`` axes) over the base ``config``."""
+    config = Path(config)
+    if not config.is_file():
+        raise SweepError(f"--config {str(config)!r} does not exist")
+    spec = load_spec(spec_path)
+    params = expand(spec, parse_set(inline or []))
+    default_dir = Path("outputs") / "sweeps" / (Path(spec_path).stem if spec_path else "sweep")
+    out = Path(output_dir or spec.get("output_dir") or default_dir)
+    fixed = {**POINT_DEFAULTS, **_mapping(spec, "fixed")}
+    points = [Point(p) for p in params]
+    name_points(points)
+    return Sweep(config.resolve(), out.resolve(), fixed, points, build)
+
+
+class Progress:
+    """Keeps the manifest current and prints a line per finished point: ``[3/4] name done in 12.0 s``."""
+
+    def __init__(self, sweep: Sweep, records: dict[str, Record], total: int, skipped: int) -> None:
+        self.sweep, self.records, self.total, self.count = sweep, records, total, skipped
+
+    def __call__(self, record: Record) -> None:
+        self.records[record["name"]] = record
+        write_manifest(self.sweep, self.records)
+        self.count += 1
+        losses = record.get("losses") or {}
+        detail = f"loss/total {losses['loss/total']:.4g}" if "loss/total" in losses else record.get("error", "")
+        batch = f", batch of {record['batch_size']}" if record.get("batch_size", 1) > 1 else ""
+        seconds = f" in {record['seconds']:.1f} s" if "seconds" in record else ""
+        print(f"[{self.count}/{self.total}] {record['name']} {record['status']}{seconds}{batch}  {detail}".rstrip(),
+              flush=True)
+
+
+def default_workers() -> int:
+    return max(1, torch.cuda.device_count())
+
+
+def run_sweep(
+    sweep: Sweep,
+    backend: str = "local",
+    max_batch: int = DEFAULT_MAX_BATCH,
+    workers: int | None = None,
+    address: str | None = None,
+    dry_run: bool = False,
+    contact_sheet: bool = True,
+) -> dict[str, Record]:
+    """Run the sweep's unfinished points and return every point's record (also in the manifest)."""
+    previous = read_manifest(sweep.output_dir, sweep.fixed)
+    records = {p.name: previous[p.name] for p in sweep.points if is_finished(previous.get(p.name), p)}
+    todo = [p for p in sweep.points if p.name not in records]
+    for p in todo:
+        records[p.name] = _record(p, output_path(sweep, p), "pending")
+    write_manifest(sweep, records)
+    batches = plan_batches(sweep, todo, max_batch)
+    skipped = len(sweep.points) - len(todo)
+    where = f"Ray ({address or 'local'})" if backend == "ray" else f"{workers or default_workers()} local worker(s)"
+    print(f"sweep: {len(sweep.points)} points ({skipped} finished before), {len(todo)} to run "
+          f"in {len(batches)} run(s) on {where}; output in {sweep.output_dir}", flush=True)
+    progress = Progress(sweep, records, len(sweep.points), skipped)
+    try:
+        if backend == "ray":
+            run_ray(sweep, batches, progress, address=address, dry_run=dry_run)
+        else:
+            run_local(sweep, batches, workers or default_workers(), progress, dry_run)
+    except RunInterrupted:
+        print(f"sweep: interrupted; {progress.count} of {len(sweep.points)} points are finished and kept; "
+              "run the same sweep command again to go on", flush=True)
+        raise
+    if contact_sheet and not dry_run:
+        sheet = write_contact_sheet(sweep, records)
+        if sheet is not None:
+            print(f"sweep: contact sheet {sheet}", flush=True)
+    return records
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="nst-lightning sweep",
+        description="Run a parameter sweep: every point is its own style transfer run of --config.",
+    )
+    p.add_argument("--config", required=True, help="the base config (as for 'nst-lightning fit')")
+    p.add_argument("--sweep", help="the sweep file: grid, random, samples, seed, fixed, output_dir")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
+                   help="a grid axis on the command line, e.g. model.losses.style.init_args.weight=10,30")
+    p.add_argument("--output_dir", help="where images, manifest.json and contact_sheet.png go")
+    p.add_argument("--backend", choices=["local", "ray"], default="local")
+    p.add_argument("--address", help="Ray cluster address (from 'ray start --head'); default: a local Ray")
+    p.add_argument("--max_batch", type=int, default=DEFAULT_MAX_BATCH,
+                   help="most points per batched run (1: every point alone)")
+    p.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
+    p.add_argument("--dry_run", action="store_true", help="plan and place the points without running them")
+    return p
+
+
+def sweep_main(argv: list[str], build: Callable[[list[str]], Any]) -> None:
+    """``nst-lightning sweep ARGS``; ``build`` builds one point's run from its ``fit`` arguments."""
+    args = parser().parse_args(argv)
+    if args.sweep is None and not args.set:
+        raise SweepError("give a sweep file (--sweep) or grid axes (--set key=v1,v2)")
+    if args.max_batch < 1:
+        raise SweepError(f"--max_batch must be at least 1, not {args.max_batch}")
+    sweep = build_sweep(args.config, args.sweep, args.set, args.output_dir, build)
+    records = run_sweep(sweep, args.backend, args.max_batch, args.workers, args.address, args.dry_run)
+    failed = [r["name"] for r in records.values() if r["status"] == "failed"]
+    if failed:
+        raise SweepError(f"{len(failed)} of {len(records)} points failed ({', '.join(failed)}); "
+                         f"see {sweep.output_dir / 'manifest.json'}; run the sweep again to redo them")

@@ -1,0 +1,109 @@
+"""From points to runs: each point's command-line arguments, and which points can share one batched run."""
+
+from __future__ import annotations
+
+import functools
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import yaml
+
+from nst_lightning.plugin.manager import load_plugins
+from nst_lightning.sweep.spec import SEED_KEY, Point, Sweep
+
+
+def to_argument(value: Any) -> str:
+    """A value as one command-line argument for jsonargparse: strings as they are, the rest as JSON."""
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def point_arguments(sweep: Sweep, point: Point, output: Path) -> list[str]:
+    """The ``fit`` arguments of a point (without ``fit``): the base config, then its overrides."""
+    args = ["--config", str(sweep.config)]
+    for key, value in {**sweep.fixed, **point.params}.items():
+        args += [f"--{key}", to_argument(value)]
+    return [*args, "--output", str(output), "--overwrite", "true"]
+
+
+def merged_config(sweep: Sweep, point: Point) -> dict[str, Any]:
+    """The base config's YAML with the point's overrides set by their dotted keys (no class resolution)."""
+    config = yaml.safe_load(sweep.config.read_text()) or {}
+    for key, value in {**sweep.fixed, **point.params}.items():
+        node = config
+        *parents, leaf = key.split(".")
+        for part in parents:
+            if not isinstance(node.get(part), dict):
+                node[part] = {"class_path": node[part]} if isinstance(node.get(part), str) else {}
+            node = node[part]
+        node[leaf] = value
+    return config
+
+
+@functools.cache
+def _is_lbfgs(name: str | None) -> bool:
+    """Whether the optimizer class named ``name`` (short or full path; None: the default) is L-BFGS."""
+    if not name:
+        return True
+    if "." in name:
+        module, _, attr = name.rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), attr)
+        except (ImportError, AttributeError):
+            return True  # unknown: run it alone, where fit reports the error
+    else:
+        cls = load_plugins().registry.classes["optimizer"].get(name)
+    return not isinstance(cls, type) or issubclass(cls, torch.optim.LBFGS)
+
+
+def _loss_args(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The ``init_args`` of each loss term in a merged config, by loss name."""
+    losses = (config.get("model") or {}).get("losses") or {}
+    return {name: term["init_args"] for name, term in losses.items()
+            if isinstance(term, dict) and isinstance(term.get("init_args"), dict)}
+
+
+def loss_weights(sweep: Sweep, point: Point) -> dict[str, float]:
+    """The loss weights the point's config sets, by loss name (the others keep their class defaults)."""
+    return {name: float(args["weight"]) for name, args in _loss_args(merged_config(sweep, point)).items()
+            if "weight" in args}
+
+
+def _uses_lbfgs(config: dict[str, Any]) -> bool:
+    optimizer = (config.get("model") or {}).get("optimizer")
+    return _is_lbfgs(optimizer.get("class_path") if isinstance(optimizer, dict) else optimizer)
+
+
+def batch_key(sweep: Sweep, point: Point) -> str | None:
+    """Points with equal keys can share one batched run; None: this point runs alone.
+
+    They must agree on everything but the loss weights and, unless the image starts from noise,
+    the seed. L-BFGS points run alone: its line search and history span everything it optimizes.
+    """
+    config = merged_config(sweep, point)
+    if _uses_lbfgs(config):
+        return None
+    for args in _loss_args(config).values():
+        args.pop("weight", None)
+    if (config.get("model") or {}).get("init", "content") != "noise":
+        config.pop(SEED_KEY, None)
+    config.pop("output", None)
+    return json.dumps(config, sort_keys=True, default=str)
+
+
+def plan_batches(sweep: Sweep, points: list[Point], max_batch: int) -> list[list[Point]]:
+    """Split ``points`` into batches of at most ``max_batch`` that can run as one batched tensor."""
+    if max_batch <= 1:
+        return [[p] for p in points]
+    groups: dict[str, list[Point]] = {}
+    alone = []
+    for p in points:
+        key = batch_key(sweep, p)
+        if key is None:
+            alone.append([p])
+        else:
+            groups.setdefault(key, []).append(p)
+    chunks = [g[i : i + max_batch] for g in groups.values() for i in range(0, len(g), max_batch)]
+    return chunks + alone

@@ -1,0 +1,151 @@
+"""Running the points of a sweep in this process: one point alone, or several as one batch.
+
+Each point is its own optimization through the same code path as ``nst-lightning fit``
+(the sweep's ``build`` function, :func:`nst_lightning.cli.fit.build_cli`, then ``trainer.fit``). Points that differ only in loss
+weights (and seed, unless the image starts from noise) run together as one N×3×H×W batch with
+per-image loss weights; L-BFGS points run one by one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import io
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from nst_lightning.callbacks.interrupt import RunInterrupted
+from nst_lightning.heap import release_freed_memory
+from nst_lightning.image.io import png_metadata, save_png
+from nst_lightning.plugin.manager import load_plugins
+from nst_lightning.sweep.naming import output_path
+from nst_lightning.sweep.planning import loss_weights, point_arguments
+from nst_lightning.sweep.spec import Point, Sweep, SweepError
+
+Record = dict[str, Any]
+
+
+def visible_device() -> str:
+    """The device a worker sees: ``cuda:0 (CUDA_VISIBLE_DEVICES=3)`` or ``cpu``."""
+    if torch.cuda.is_available():
+        return f"cuda:0 (CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '')})"
+    return "cpu"
+
+
+def _record(point: Point, output: Path, status: str, **fields: Any) -> Record:
+    return {"name": point.name, "params": point.params, "status": status, "output": str(output), **fields}
+
+
+def _ran(point: Point, output: Path, status: str, start: float, **fields: Any) -> Record:
+    """The record of a point that ran here: with its time, the device and the GPU it was given."""
+    return _record(point, output, status, seconds=round(time.perf_counter() - start, 2), device=visible_device(),
+                   cuda_visible_devices=os.environ.get("CUDA_VISIBLE_DEVICES"), **fields)
+
+
+@functools.cache
+def _load_plugins_once() -> None:
+    """Configs may name plugin classes: load the plugins once in every process that builds runs (Ray, workers)."""
+    load_plugins()
+
+
+def _parsing(call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)`` where jsonargparse reports a config error by exiting: raise it as one line instead."""
+    stderr = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(stderr):
+            return call(*args)
+    except SystemExit:
+        lines = [line for line in stderr.getvalue().splitlines() if line.strip()]
+        raise SweepError(lines[-1] if lines else "invalid config") from None
+
+
+def _build(sweep: Sweep, args: list[str]):  # noqa: ANN202
+    """``sweep.build(args, run=False)``: the point's config parsed and its model, data and trainer built."""
+    if sweep.build is None:
+        raise SweepError("the sweep has no build function (give build_sweep(..., build=build_cli))")
+    _load_plugins_once()
+    return _parsing(sweep.build, args, False)
+
+
+@torch.no_grad()
+def final_losses(cli) -> list[dict[str, float]]:  # noqa: ANN001
+    """Each image's loss terms (and their total) on the final image, one dict per image."""
+    model, trainer = cli.model, cli.trainer
+    model.to(trainer.strategy.root_device)
+    with trainer.precision_plugin.forward_context():
+        terms = model.loss_terms(model.image)
+    n = model.image.shape[0]
+    per_image = {k: (v.float().reshape(-1) if v.numel() == n else v.float().sum().expand(n)) for k, v in terms.items()}
+    rows = [{f"loss/{k}": float(v[i]) for k, v in per_image.items()} for i in range(n)]
+    for row in rows:
+        row["loss/total"] = sum(row.values())
+    return rows
+
+
+def _fit(cli) -> None:  # noqa: ANN001
+    """What ``nst-lightning fit`` does with the built objects: the CLI's checks, then ``trainer.fit``."""
+    cli.before_fit()
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+
+
+def run_point(sweep: Sweep, point: Point) -> Record:
+    """One point alone, exactly as ``nst-lightning fit`` with the point's overrides would run it."""
+    output = output_path(sweep, point)
+    start = time.perf_counter()
+    try:
+        cli = _build(sweep, point_arguments(sweep, point, output))
+        _fit(cli)
+        losses = final_losses(cli)[0]
+    except RunInterrupted:
+        raise  # Ctrl-C stops the sweep; the point stays pending and runs again next time
+    except Exception as exc:  # noqa: BLE001 - a failing point is recorded; the others go on
+        return _ran(point, output, "failed", start, error=f"{type(exc).__name__}: {exc}")
+    return _ran(point, output, "done", start, losses=losses, batch_size=1)
+
+
+def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
+    """``points`` as one N×3×H×W batch: the first point's run, with each point's loss weights per image."""
+    outputs = [output_path(sweep, p) for p in points]
+    start = time.perf_counter()
+    cli = _build(sweep, point_arguments(sweep, points[0], outputs[0]))
+    cli.model.set_sample_weights([loss_weights(sweep, p) for p in points])
+    _fit(cli)  # the run's ImageWriter writes image 0
+    images = cli.model.output_image()  # with preserve_colour, the content's chroma for every image
+    for i in range(1, len(points)):
+        config = cli.parser.dump(_parsing(cli.parser.parse_args, point_arguments(sweep, points[i], outputs[i])))
+        save_png(images[i], outputs[i], png_metadata(cli.trainer.global_step, config))
+    losses = final_losses(cli)
+    return [_ran(p, out, "done", start, losses=loss, batch_size=len(points)) for p, out, loss in zip(points, outputs, losses)]
+
+
+def run_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) -> list[Record]:
+    """Run one planned batch; a batch that fails runs again point by point, so each failure is its own.
+
+    Afterwards the memory the batch freed goes back to the OS, so a worker does not stay as large as
+    its largest point.
+    """
+    try:
+        return _run_batch(sweep, points, dry_run)
+    finally:
+        release_freed_memory()
+
+
+def _run_batch(sweep: Sweep, points: list[Point], dry_run: bool) -> list[Record]:
+    if dry_run:
+        return [_ran(p, output_path(sweep, p), "dry-run", time.perf_counter(), pid=os.getpid()) for p in points]
+    for name in ("lightning.pytorch", "lightning.fabric"):  # per-run notices; the sweep prints its own
+        logging.getLogger(name).setLevel(logging.WARNING)
+    if len(points) > 1:
+        try:
+            return run_batched(sweep, points)
+        except RunInterrupted:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            print(f"sweep: a batch of {len(points)} failed ({exc}); running its points one by one", flush=True)
+    return [run_point(sweep, p) for p in points]
