@@ -13,33 +13,16 @@ a GPU, bf16, 1024 px). On a CPU use ``--dtype float32`` (``bfloat16`` autocast t
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 from collections.abc import Callable
 from contextlib import nullcontext
 
 import torch
+from common import median, seconds_per_call
 from torch.utils.flop_counter import FlopCounterMode
 
 from nst_lightning.model.backbones.vgg import VGG19
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
-
-
-def timed(fn: Callable[[], None], device: str, repeats: int) -> float:
-    """Median seconds of ``fn`` after two warm-up calls."""
-    for _ in range(2):
-        fn()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        fn()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def flops_of(fn: Callable[[], None]) -> int:
@@ -68,7 +51,7 @@ def main() -> None:
         sum(f.float().square().mean() for f in features.values()).backward()
 
     flops = flops_of(backbone)
-    seconds = timed(backbone, device, args.repeats)
+    seconds = seconds_per_call(backbone, device, args.repeats, warmup=2, reduce=median)
     rate = flops / seconds
 
     # Each convolution shape of the backbone alone: its input as the backbone sees it, forward + input gradient.
@@ -83,7 +66,7 @@ def main() -> None:
                     out = module(inp)
                 out.backward(torch.ones_like(out))
 
-            conv_rate = flops_of(conv) / timed(conv, device, args.repeats)
+            conv_rate = flops_of(conv) / seconds_per_call(conv, device, args.repeats, warmup=2, reduce=median)
             if conv_rate > best:
                 best, best_shape = conv_rate, f"{module.in_channels}→{module.out_channels} at {inp.shape[-2]}×{inp.shape[-1]}"
         with torch.no_grad(), autocast:

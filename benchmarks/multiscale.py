@@ -17,12 +17,11 @@ import warnings
 
 import lightning.pytorch as pl
 import torch
+from common import CONTENT, QUIET_TRAINER, STYLE
 
+from nst_lightning.callbacks.multiscale import MultiScale
 from nst_lightning.data import StyleTransferData
 from nst_lightning.model.style_transfer import StyleTransfer
-from nst_lightning.callbacks.multiscale import MultiScale
-
-ASSETS = "src/nst_lightning/assets/"
 
 
 class LossClock(pl.Callback):
@@ -33,10 +32,10 @@ class LossClock(pl.Callback):
         self.rows: list[tuple[float, tuple[int, int], float]] = []
         self.start = 0.0
 
-    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_train_start(self, trainer, pl_module) -> None:
         self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         size = tuple(pl_module.image.shape[-2:])
         self.rows.append((time.perf_counter() - self.start, size, float(outputs["loss"])))
         final = size == tuple(trainer.datamodule.content_image.shape[-2:])
@@ -46,9 +45,8 @@ class LossClock(pl.Callback):
 
 def run(size: int, max_steps: int, callbacks: list[pl.Callback]) -> None:
     pl.seed_everything(0, verbose=False)
-    data = StyleTransferData(ASSETS + "tubingen.jpg", ASSETS + "starry_night.jpg", size=size)
-    trainer = pl.Trainer(max_steps=max_steps, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-                         enable_model_summary=False, callbacks=callbacks)
+    data = StyleTransferData(str(CONTENT), str(STYLE), size=size)
+    trainer = pl.Trainer(max_steps=max_steps, callbacks=callbacks, **QUIET_TRAINER)
     trainer.fit(StyleTransfer(), data)
 
 

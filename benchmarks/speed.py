@@ -31,11 +31,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-
-ROOT = Path(__file__).resolve().parents[1]
-CONTENT = ROOT / "src" / "nst_lightning" / "assets" / "tubingen.jpg"
-STYLE = ROOT / "src" / "nst_lightning" / "assets" / "starry_night.jpg"
-CONFIG = ROOT / "configs" / "default.yaml"
+from common import CONTENT, DEFAULT_CONFIG, QUIET_FLAGS, STYLE, seconds_per_call
 
 
 @dataclass
@@ -56,12 +52,10 @@ def run_child(cmd: list[str]) -> Run:
 
 def ours(size: int, steps: int, precision: str, optimizer: str, out: Path, device: str, compile: str = "off") -> list[str]:
     return [
-        sys.executable, "-m", "nst_lightning.cli", "fit", "--config", str(CONFIG),
+        sys.executable, "-m", "nst_lightning.cli", "fit", "--config", str(DEFAULT_CONFIG),
         "--data.size", str(size), "--trainer.max_steps", str(steps), "--trainer.precision", precision,
         "--trainer.accelerator", "gpu" if device == "cuda" else "cpu", "--model.optimizer", optimizer,
-        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--output", str(out), "--overwrite", "true", "--model.compile", compile,
+        *QUIET_FLAGS, "--output", str(out), "--overwrite", "true", "--model.compile", compile,
     ]
 
 
@@ -92,8 +86,8 @@ def slopes(makers: dict[str, object], steps: tuple[int, int], repeats: int) -> d
 
 
 def backbone_floor(size: int, device: str, repeats: int = 5) -> float:
-    from nst_lightning.model.backbones.vgg import VGG19
     from nst_lightning.image.io import load_image
+    from nst_lightning.model.backbones.vgg import VGG19
 
     layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
     vgg = VGG19().to(device)
@@ -103,17 +97,7 @@ def backbone_floor(size: int, device: str, repeats: int = 5) -> float:
     def once() -> None:
         sum(f.sum() for f in vgg(image, layers).values()).backward()
 
-    once()
-    times = []
-    for _ in range(repeats):
-        if device == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        once()
-        if device == "cuda":
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - start)
-    return min(times)
+    return seconds_per_call(once, device, repeats)
 
 
 def main() -> None:

@@ -20,10 +20,9 @@ from pathlib import Path
 
 import torch
 
-from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.cli.fit import build_cli
-from nst_lightning.sweep.command import build_sweep
-from nst_lightning.sweep.command import run_sweep
+from nst_lightning.plugin.manager import load_plugins
+from nst_lightning.sweep.command import build_sweep, run_sweep
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,7 +59,7 @@ def main() -> None:
         timed_sweep(1, args.size, 2, args.accelerator, 1, Path(tmp) / "warmup")
         alone = timed_sweep(args.points, args.size, args.steps, args.accelerator, 1, Path(tmp) / "alone")
         batched = timed_sweep(args.points, args.size, args.steps, args.accelerator, args.points, Path(tmp) / "batched")
-    rate = lambda s: args.points / s * 60  # noqa: E731
+    rate = lambda s: args.points / s * 60
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{platform.processor() or 'cpu'}, {args.threads} threads"
     print(f"\n{args.points} points, {args.size} px, Adam, {args.steps} steps, {device}, torch {torch.__version__}")
     print("| run | wall time | images per minute |")

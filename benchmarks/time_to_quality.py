@@ -22,11 +22,9 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
+from common import DEFAULT_CONFIG, QUIET_FLAGS
 
 from nst_lightning.cli.fit import build_cli
-
-ROOT = Path(__file__).resolve().parents[1]
-CONFIG = ROOT / "configs" / "default.yaml"
 
 DEFAULT_VARIANTS = {
     "L-BFGS fp32 (default)": "",
@@ -53,10 +51,10 @@ class LossClock(pl.Callback):
         self.trace: list[tuple[float, int, float, tuple[int, int]]] = []
         self.start = 0.0
 
-    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_train_start(self, trainer, pl_module) -> None:
         self.start = time.perf_counter()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         total, size = float(outputs["loss"]), tuple(pl_module.image.shape[-2:])
         self.trace.append((time.perf_counter() - self.start, trainer.global_step, total, size))
         if self.reached(total, size):
@@ -71,10 +69,8 @@ def run(
 ) -> LossClock:
     clock = LossClock(target, final)
     args = [
-        "--config", str(CONFIG), "--data.size", str(size), "--trainer.max_steps", str(steps),
-        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--output", str(tmp / "out.png"), "--overwrite", "true", *shlex.split(overrides),
+        "--config", str(DEFAULT_CONFIG), "--data.size", str(size), "--trainer.max_steps", str(steps),
+        *QUIET_FLAGS, "--output", str(tmp / "out.png"), "--overwrite", "true", *shlex.split(overrides),
     ]
     cli = build_cli(args, run=False)
     cli.trainer.callbacks.append(clock)

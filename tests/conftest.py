@@ -11,6 +11,17 @@ ASSETS = ROOT / "src" / "nst_lightning" / "assets"
 CONTENT = ASSETS / "tubingen.jpg"
 STYLE = ASSETS / "starry_night.jpg"
 SHARED_IMAGES = ROOT.parent / "shared" / "images"
+DEFAULT = ROOT / "configs" / "default.yaml"
+TINY = ROOT / "tests" / "conf" / "tiny.yaml"
+
+
+def fit_args(tmp_path: Path, *extra: str, output: str = "out.png") -> list[str]:
+    """``nst-lightning fit`` arguments for a quiet one-step 32 px run of the default config (tests/conf/tiny.yaml)
+    that writes ``tmp_path / output`` and nothing else; ``extra`` overrides any of it."""
+    return [
+        "fit", "--config", str(DEFAULT), "--config", str(TINY),
+        "--trainer.default_root_dir", str(tmp_path), "--output", str(tmp_path / output), *extra,
+    ]
 
 # Tests never download anything, and never pick up plugins installed in the environment
 # unless a test asks for them.

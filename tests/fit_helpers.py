@@ -20,7 +20,7 @@ class LossRecorder(pl.Callback):
     def __init__(self) -> None:
         self.rows: list[tuple[tuple[int, int], float]] = []
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         self.rows.append((tuple(pl_module.image.shape[-2:]), float(outputs["loss"])))
 
 

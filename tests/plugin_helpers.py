@@ -20,7 +20,7 @@ class FakeDistribution(importlib.metadata.Distribution):
     def read_text(self, filename: str) -> str | None:
         return self._files.get(filename)
 
-    def locate_file(self, path):  # noqa: ANN001, ANN201
+    def locate_file(self, path):
         return None
 
 

@@ -20,24 +20,14 @@ from nst_lightning.cli import main
 from nst_lightning.files import beside
 from nst_lightning.image.io import load_image
 
-from .conftest import ASSETS, CONTENT, ROOT, STYLE
+from .conftest import ASSETS, CONTENT, STYLE, fit_args
 
-DEFAULT = ROOT / "configs" / "default.yaml"
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 
 def args(tmp_path: Path, *extra: str, weights: str = "none") -> list[str]:
-    return [
-        "fit", "--config", str(DEFAULT),
-        "--data.content", str(CONTENT), "--data.style", str(STYLE),
-        "--data.size", "32", "--trainer.max_steps", "1",
-        "--model.backbone.init_args.weights", weights,
-        "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--output", str(tmp_path / "out" / "out.png"),
-        *extra,
-    ]
+    return fit_args(tmp_path, "--data.content", str(CONTENT), "--data.style", str(STYLE),
+                    "--model.backbone.init_args.weights", weights, *extra, output="out/out.png")
 
 
 # -- files the tests make ---------------------------------------------------------------------

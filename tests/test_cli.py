@@ -9,34 +9,22 @@ import torch
 import yaml
 from PIL import Image
 
-from nst_lightning.cli.fit import build_cli
 from nst_lightning.cli import main
+from nst_lightning.cli.fit import build_cli
 from nst_lightning.image.io import load_image
+from nst_lightning.model.losses.base import Targets
 from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
-from nst_lightning.model.losses.base import Targets
 from nst_lightning.model.style_transfer import PrecisionError, StyleTransfer, check_precision
 
-from .conftest import CONTENT, ROOT, STYLE
+from .conftest import CONTENT, ROOT, STYLE, fit_args
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
 
-DEFAULT = ROOT / "configs" / "default.yaml"
 SIZE = 80
 
 
 def tiny(tmp_path: Path, *extra: str, steps: int = 30) -> list[str]:
-    return [
-        "fit", "--config", str(DEFAULT),
-        "--data.size", str(SIZE),
-        "--trainer.max_steps", str(steps),
-        "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.logger", "false",
-        "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false",
-        "--trainer.enable_model_summary", "false",
-        "--output", str(tmp_path / "out.png"),
-        *extra,
-    ]
+    return fit_args(tmp_path, "--data.size", str(SIZE), "--trainer.max_steps", str(steps), *extra)
 
 
 def losses_of(image: torch.Tensor, backbone) -> tuple[float, float]:

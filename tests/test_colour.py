@@ -6,7 +6,14 @@ import pytest
 import torch
 
 from nst_lightning.cli.fit import build_cli
-from nst_lightning.image.colour import keep_chroma, match_colour, match_covariance, match_histogram, rgb_to_yiq, yiq_to_rgb
+from nst_lightning.image.colour import (
+    keep_chroma,
+    match_colour,
+    match_covariance,
+    match_histogram,
+    rgb_to_yiq,
+    yiq_to_rgb,
+)
 from nst_lightning.image.io import load_image
 
 from .conftest import CONTENT, STYLE

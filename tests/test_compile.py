@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.data import StyleTransferData
+from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import CONTENT, STYLE
@@ -17,7 +17,7 @@ def test_compiled_loss_gives_the_eager_image(monkeypatch):
     modes: list[str] = []
     real_compile = torch.compile
 
-    def traced(fn, mode=None, **kwargs):  # noqa: ANN001, ANN003, ANN202
+    def traced(fn, mode=None, **kwargs):
         # aot_eager traces forward and backward as inductor would, without a C++ build (minutes on a CI CPU).
         modes.append(mode)
         return real_compile(fn, backend="aot_eager", **kwargs)

@@ -19,22 +19,12 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from nst_lightning.cli import main
 
-from .conftest import CONTENT, ROOT, STYLE
-
-DEFAULT = ROOT / "configs" / "default.yaml"
+from .conftest import CONTENT, STYLE, fit_args
 
 
 def run_args(tmp_path: Path, optimizer: str, steps: int, output: str = "out.png", *extra: str) -> list[str]:
-    return [
-        "fit", "--config", str(DEFAULT),
-        "--data.content", str(CONTENT), "--data.style", str(STYLE), "--data.size", "48",
-        "--model.optimizer", optimizer, "--trainer.max_steps", str(steps),
-        "--trainer.default_root_dir", str(tmp_path),
-        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
-        "--trainer.enable_progress_bar", "false", "--trainer.enable_model_summary", "false",
-        "--output", str(tmp_path / output),
-        *extra,
-    ]
+    return fit_args(tmp_path, "--data.content", str(CONTENT), "--data.style", str(STYLE), "--data.size", "48",
+                    "--model.optimizer", optimizer, "--trainer.max_steps", str(steps), *extra, output=output)
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import math
 import pytest
 import torch
 
+from nst_lightning.model.losses.base import Targets
 from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss, gram_matrix
-from nst_lightning.model.losses.base import Targets
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
 
 

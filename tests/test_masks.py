@@ -7,11 +7,11 @@ import torch
 
 from nst_lightning.data import StyleTransferData
 from nst_lightning.image.io import load_image
-from nst_lightning.model.losses.gram import DEFAULT_STYLE_LAYERS, GramStyleLoss, gram_matrix
-from nst_lightning.model.losses.content import ContentLoss
-from nst_lightning.model.losses.base import Targets
-from nst_lightning.model.losses.masked_gram import MaskedGramStyleLoss, masked_gram_matrix
 from nst_lightning.image.masks import load_mask
+from nst_lightning.model.losses.base import Targets
+from nst_lightning.model.losses.content import ContentLoss
+from nst_lightning.model.losses.gram import DEFAULT_STYLE_LAYERS, GramStyleLoss, gram_matrix
+from nst_lightning.model.losses.masked_gram import MaskedGramStyleLoss, masked_gram_matrix
 from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import CONTENT, STYLE

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from nst_lightning.callbacks.multiscale import MultiScale, scale_sizes
 from nst_lightning.data import StyleTransferData
 from nst_lightning.model.style_transfer import StyleTransfer
-from nst_lightning.callbacks.multiscale import MultiScale, scale_sizes
 
 from .conftest import CONTENT, STYLE
 from .fit_helpers import LossRecorder, fit

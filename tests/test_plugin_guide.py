@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import inspect
 import re
-import tomllib
 
+import tomllib
 import yaml
 
-from nst_lightning.plugin import hookspecs
 from nst_lightning.cli import main
 from nst_lightning.image.io import load_image
+from nst_lightning.plugin import hookspecs
 
-from .conftest import CONTENT, ROOT, STYLE
+from .conftest import CONTENT, ROOT, STYLE, TINY
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
 
 GUIDE = ROOT / "docs" / "plugins.md"
@@ -51,9 +51,8 @@ def test_the_guides_minimal_plugin_works_as_it_stands(monkeypatch, tmp_path, cap
     config = tmp_path / "mean-colour.yaml"
     config.write_text(files["mean-colour.yaml"])
     out = tmp_path / "mean-colour.png"
-    main(["fit", "--config", str(config), "--data.content", str(CONTENT), "--data.style", str(STYLE),
-          "--data.size", "64", "--trainer.max_steps", "10", "--trainer.logger", "false",
-          "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
+    main(["fit", "--config", str(config), "--config", str(TINY), "--data.content", str(CONTENT),
+          "--data.style", str(STYLE), "--data.size", "64", "--trainer.max_steps", "10",
           "--trainer.default_root_dir", str(tmp_path), "--output", str(out)])
     image = load_image(out, None, "output")[0].mean((1, 2))
     rgb = yaml.safe_load(files["mean-colour.yaml"])["model"]["losses"]["colour"]["init_args"]["rgb"]

@@ -19,7 +19,7 @@ DEFAULT = ROOT / "configs" / "default.yaml"
 LOSS_PLUGIN = """
     import torch
     from nst_lightning.plugin import hookimpl
-    from nst_lightning.model.losses.base import LossTerm
+    from nst_lightning.plugin import LossTerm
 
     class {cls}(LossTerm):
         def forward(self, features, image):
@@ -97,7 +97,7 @@ def test_duplicate_names_name_both_plugins(monkeypatch, tmp_path):
 
 
 def test_registry_refuses_unusable_classes():
-    from nst_lightning.model.losses.base import LossTerm
+    from nst_lightning.plugin import LossTerm
 
     class Abstract(LossTerm):
         pass

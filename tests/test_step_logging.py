@@ -8,12 +8,12 @@ from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.trainer.connectors.logger_connector import result
 
 from nst_lightning.callbacks import progress_bar
-from nst_lightning.model.backbones.vgg import VGG19
+from nst_lightning.callbacks.progress_bar import LossProgressBar
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.data import StyleTransferData
-from nst_lightning.model.style_transfer import StyleTransfer
+from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.optimizers import ImageAdam
-from nst_lightning.callbacks.progress_bar import LossProgressBar
+from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import CONTENT, ROOT, STYLE
 
@@ -25,11 +25,11 @@ def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, ever
     bar_conversions: list[int] = []
     real_lightning, real_bar = result.convert_tensors_to_scalars, progress_bar.to_numbers
 
-    def lightning_counting(value):  # noqa: ANN001, ANN202
+    def lightning_counting(value):
         lightning_conversions.append(trainer.global_step)
         return real_lightning(value)
 
-    def bar_counting(values):  # noqa: ANN001, ANN202
+    def bar_counting(values):
         bar_conversions.append(trainer.global_step)
         return real_bar(values)
 
@@ -54,7 +54,7 @@ def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, ever
     )
 
 
-def _cli(tmp_path, *extra: str):  # noqa: ANN202
+def _cli(tmp_path, *extra: str):
     return build_cli(
         ["--config", str(ROOT / "configs" / "default.yaml"), "--model.backbone.init_args.weights", "none",
          "--output", str(tmp_path / "out.png"), "--trainer.logger", "false", *extra],

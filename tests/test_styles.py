@@ -6,9 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.data import StyleTransferData
 from nst_lightning.image.io import load_image
+from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.style_transfer import StyleTransfer
 
 from .conftest import CONTENT, STYLE

@@ -13,17 +13,17 @@ import torch
 from PIL import Image
 
 from nst_lightning.cli import main
+from nst_lightning.cli.fit import build_cli
+from nst_lightning.model.losses.base import Targets
 from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
-from nst_lightning.model.losses.base import Targets
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
-from nst_lightning.sweep.spec import SweepError, expand, parse_set
-from nst_lightning.sweep.planning import loss_weights, plan_batches
-from nst_lightning.sweep.naming import output_path
-from nst_lightning.sweep.run import run_batched, run_point
 from nst_lightning.sweep.command import build_sweep as _build_sweep
 from nst_lightning.sweep.command import run_sweep
-from nst_lightning.cli.fit import build_cli
+from nst_lightning.sweep.naming import output_path
+from nst_lightning.sweep.planning import loss_weights, plan_batches
+from nst_lightning.sweep.run import run_batched, run_point
+from nst_lightning.sweep.spec import SweepError, expand, parse_set
 
 from .conftest import ASSETS, ROOT
 
@@ -246,17 +246,17 @@ def test_local_workers_share_out_the_runs(tmp_path):
 
 
 def test_ctrl_c_stops_the_sweep_where_an_error_only_fails_its_point(tmp_path, monkeypatch):
-    from nst_lightning.sweep import run as sweep_run
     from nst_lightning.callbacks.interrupt import RunInterrupted
+    from nst_lightning.sweep import run as sweep_run
 
-    def sweep_whose_runs_raise(error: Exception):  # noqa: ANN202
-        def build(sweep, args):  # noqa: ANN001, ANN202
+    def sweep_whose_runs_raise(error: Exception):
+        def build(sweep, args):
             raise error
 
         monkeypatch.setattr(sweep_run, "_build", build)
         return build_sweep(DEFAULT, None, ["model.losses.style.init_args.weight=1,2"], tmp_path / type(error).__name__)
 
-    def statuses(sweep) -> list[str]:  # noqa: ANN001
+    def statuses(sweep) -> list[str]:
         return [p["status"] for p in json.loads((sweep.output_dir / "manifest.json").read_text())["points"]]
 
     failing = sweep_whose_runs_raise(ValueError("bad value"))

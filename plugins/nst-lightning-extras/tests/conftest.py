@@ -6,9 +6,6 @@ from pathlib import Path
 import pytest
 
 
-
-
-
 @pytest.fixture
 def assets() -> Path:
     """The sample images that ship with nst-lightning."""

@@ -6,11 +6,11 @@ import pytest
 
 pytest.importorskip("nst_lightning_extras")
 
-import torch  # noqa: E402
-import torchvision  # noqa: E402
+import torch
+import torchvision
 
-from nst_lightning.model.backbones.weights import WeightsError  # noqa: E402
-from nst_lightning_extras.backbones import ResNet  # noqa: E402
+from nst_lightning.model.backbones.weights import WeightsError
+from nst_lightning_extras.backbones import ResNet
 
 
 def test_resnet50_layer_names_and_feature_shapes():

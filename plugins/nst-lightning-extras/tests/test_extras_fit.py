@@ -8,16 +8,16 @@ import pytest
 
 pytest.importorskip("nst_lightning_extras")
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from PIL import Image  # noqa: E402
-from torchvision.transforms.functional import pil_to_tensor  # noqa: E402
+import torch
+import yaml
+from PIL import Image
+from torchvision.transforms.functional import pil_to_tensor
 
-from nst_lightning.model.backbones.vgg import VGG19  # noqa: E402
-from nst_lightning.cli import main  # noqa: E402
-from nst_lightning.image.io import load_image  # noqa: E402
-from nst_lightning.model.losses.base import Targets  # noqa: E402
-from nst_lightning_extras.losses import HistogramStyleLoss, WassersteinStyleLoss  # noqa: E402
+from nst_lightning.cli import main
+from nst_lightning.image.io import load_image
+from nst_lightning.model.backbones.vgg import VGG19
+from nst_lightning.model.losses.base import Targets
+from nst_lightning_extras.losses import HistogramStyleLoss, WassersteinStyleLoss
 
 SIZE = 64
 STYLE_LAYERS = ["relu1_1", "relu2_1", "relu3_1"]

@@ -8,10 +8,10 @@ import pytest
 
 pytest.importorskip("nst_lightning_extras")
 
-import torch  # noqa: E402
+import torch
 
-from nst_lightning.model.losses.base import Targets  # noqa: E402
-from nst_lightning_extras.losses import HistogramStyleLoss, WassersteinStyleLoss  # noqa: E402
+from nst_lightning.model.losses.base import Targets
+from nst_lightning_extras.losses import HistogramStyleLoss, WassersteinStyleLoss
 
 # Four positions whose two channels have mean 0 and covariance exactly I (population statistics).
 WHITE = torch.tensor([[-1.0, -1.0, 1.0, 1.0], [-1.0, 1.0, -1.0, 1.0]])

@@ -49,7 +49,7 @@ class ImageWriter(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check_output()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.snapshot_every and step % self.snapshot_every == 0 and trainer.is_global_zero:
             path = beside(self.output, f"_step{step:05d}.png")

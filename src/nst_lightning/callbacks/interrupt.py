@@ -78,7 +78,7 @@ class InterruptSaver(pl.Callback):
         self.signum = None
         self._install()
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         signum = self.signum if self.signum is not None else (signal.SIGTERM if trainer.received_sigterm else None)
         if signum is None or 0 < trainer.max_steps <= trainer.global_step:
             return  # no signal, or that was the last step anyway: the run finishes and writes its output

@@ -94,7 +94,7 @@ class MultiScale(pl.Callback):
         self.scale_index = -1
         self._enter_scale(trainer, pl_module, self.scale_at(trainer.global_step))
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         k = self.scale_at(trainer.global_step)
         if k != self.scale_index:
             self._enter_scale(trainer, pl_module, k)

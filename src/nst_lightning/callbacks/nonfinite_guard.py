@@ -42,7 +42,7 @@ class NonFiniteGuard(pl.Callback):
         self._last_good_step = trainer.global_step
         self._bad = torch.zeros((), dtype=torch.bool, device=pl_module.image.device)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
         if isinstance(loss, torch.Tensor):
             self._bad |= ~torch.isfinite(loss.detach()).all()

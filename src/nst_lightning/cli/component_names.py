@@ -115,7 +115,7 @@ def _importable(path: str) -> bool:
     module, _, name = path.rpartition(".")
     try:
         return hasattr(importlib.import_module(module), name)
-    except Exception:  # noqa: BLE001 - any failure to import means "not importable"
+    except Exception:
         return False
 
 

@@ -80,7 +80,7 @@ def main(args: list[str] | None = None) -> None:
     except RunInterrupted as exc:
         print(f"nst-lightning: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None
-    except Exception as exc:  # noqa: BLE001 - one line for the user, a traceback on request
+    except Exception as exc:
         if debug:
             traceback.print_exc()
         error(describe(exc, registry))

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import inspect
+from typing import Any
+
+from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
 from nst_lightning.callbacks.image_writer import ImageWriter
 from nst_lightning.callbacks.interrupt import InterruptSaver
@@ -14,7 +18,12 @@ from nst_lightning.cli.messages import filter_known_warnings
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError
 from nst_lightning.heap import release_freed_memory
-from nst_lightning.model.style_transfer import StyleTransfer
+from nst_lightning.model.style_transfer import (
+    DEFAULT_BACKBONE,
+    DEFAULT_LOSSES,
+    DEFAULT_OPTIMIZER,
+    StyleTransfer,
+)
 
 DESCRIPTION = (
     "Neural style transfer (Gatys et al.) with Lightning. "
@@ -32,6 +41,41 @@ TRAINER_DEFAULTS = {
 }
 
 
+def component_config(cls: type) -> Namespace:
+    """``class_path`` and ``init_args`` of ``cls`` with its default arguments (an optimizer's without ``params``)."""
+    params = inspect.signature(cls.__init__).parameters.values()
+    init_args = {
+        p.name: p.default
+        for p in params
+        if p.name not in ("self", "params") and p.default is not inspect.Parameter.empty
+        and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
+    return Namespace(class_path=f"{cls.__module__}.{cls.__qualname__}", init_args=Namespace(**init_args))
+
+
+class StyleTransferParser(LightningArgumentParser):
+    """Dumps configs (``--print_config``, the PNG's metadata) with every component that runs spelled out.
+
+    The model's backbone, losses and optimizer default to None, and the model builds its defaults in
+    code (a parser default would lend its init args to another class a config switches to). A dumped
+    config therefore names them here, so that it shows, and re-runs, exactly what ran.
+    """
+
+    def dump(self, cfg: Namespace, *args: Any, **kwargs: Any) -> str:
+        model = cfg.get("model") if isinstance(cfg, Namespace) else None
+        if isinstance(model, Namespace):
+            cfg = cfg.clone()
+            defaults = {
+                "backbone": lambda: component_config(DEFAULT_BACKBONE),
+                "losses": lambda: {name: component_config(cls) for name, cls in DEFAULT_LOSSES.items()},
+                "optimizer": lambda: component_config(DEFAULT_OPTIMIZER),
+            }
+            for key, default in defaults.items():
+                if cfg.get(f"model.{key}") is None:
+                    cfg[f"model.{key}"] = default()
+        return super().dump(cfg, *args, **kwargs)
+
+
 class SaveConfigToLogDir(SaveConfigCallback):
     """Saves ``config.yaml`` beside the logs, and nowhere when logging is off.
 
@@ -39,7 +83,7 @@ class SaveConfigToLogDir(SaveConfigCallback):
     replace a user's file; the PNG's metadata holds the config in any case.
     """
 
-    def setup(self, trainer, pl_module, stage: str) -> None:  # noqa: ANN001
+    def setup(self, trainer, pl_module, stage: str) -> None:
         if trainer.logger is not None:
             super().setup(trainer, pl_module, stage)
 
@@ -52,20 +96,20 @@ class StyleTransferCLI(LightningCLI):
         """Only ``fit``: style transfer optimizes; there is nothing to validate, test or predict."""
         return {"fit": {"model", "train_dataloaders", "val_dataloaders", "datamodule"}}
 
-    def init_parser(self, **kwargs):  # noqa: ANN003, ANN201
+    def init_parser(self, **kwargs):
         kwargs.setdefault("description", DESCRIPTION)
         # Parse errors are raised (not printed with the usage), so that main() reports them on one line.
         kwargs.setdefault("exit_on_error", False)
         return super().init_parser(**kwargs)
 
-    def add_arguments_to_parser(self, parser) -> None:  # noqa: ANN001
+    def add_arguments_to_parser(self, parser) -> None:
         parser.add_argument("--output", type=str, default="outputs/stylized.png", help="Where the final PNG goes.")
         parser.add_argument("--overwrite", type=bool, default=False, help="Replace an existing output file.")
         parser.add_argument(
             "--snapshot_every", type=int, default=0, help="Write a snapshot PNG every N steps (0: never)."
         )
 
-    def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
+    def instantiate_trainer(self, **kwargs):
         config = self.config[self.subcommand] if self.subcommand else self.config
         init = self.config_init[self.subcommand] if self.subcommand else self.config_init
         writer = ImageWriter(
@@ -108,6 +152,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferC
         args=args,
         run=run,
         trainer_defaults=TRAINER_DEFAULTS,
+        parser_class=StyleTransferParser,
         save_config_callback=SaveConfigToLogDir,
         save_config_kwargs={"overwrite": True},
         auto_configure_optimizers=False,

@@ -80,7 +80,7 @@ def filter_known_warnings() -> None:
     # lightning 2.6 with jsonargparse >= 4.49: deprecation notices about LightningCLI's own calls
     # (add_instantiator, instantiate_classes, skip_none). Only those raised from lightning's cli module.
     for message in (r"(?s).*deprecated in v4\.49\.0", r"(?s).*only one JsonargparseDeprecationWarning"):
-        warnings.filterwarnings("ignore", message=message, module=r"lightning\.pytorch\.cli")
+        warnings.filterwarnings("ignore", message=message, module=r"lightning\.pytorch\.cli|nst_lightning\.cli\.fit")
     # lightning 2.6 with torch >= 2.10: lightning's own use of a deprecated torch pytree API.
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\)` is deprecated.*")
     # Without tensorboard Lightning logs to CSV, as README.md says; its notice about tensorboardX adds nothing.
@@ -102,23 +102,37 @@ def error(message: str) -> None:
 KIND_KEYS = {"backbone": "model.backbone", "loss": "model.losses", "optimizer": "model.optimizer"}
 
 
+def _chain(exc: BaseException) -> list[BaseException]:
+    """``exc`` and the exceptions it was raised from or during, outermost first."""
+    chain: list[BaseException] = []
+    while exc is not None and exc not in chain:
+        chain.append(exc)
+        exc = exc.__cause__ or exc.__context__
+    return chain
+
+
 def failing_component(exc: BaseException, registry: Registry | None = None) -> tuple[str, type] | None:
     """(config key, class) of the innermost component whose code raised ``exc``, or None.
 
     A component is an object with a ``config_key`` (the model tags its backbone, loss terms and
-    optimizer with theirs) or an instance of a registered class (one that failed in ``__init__``).
+    optimizer with theirs) or an instance of a registered class, such as one whose ``__init__``
+    refused a value while jsonargparse built it (then the loss's name comes from jsonargparse's frame).
     """
-    found = None
+    found, dict_key = None, None
     tb = exc.__traceback__
     while tb is not None:
-        obj = tb.tb_frame.f_locals.get("self")
+        frame = tb.tb_frame
+        if frame.f_globals.get("__name__", "").startswith("jsonargparse") and isinstance(frame.f_locals.get("k"), str):
+            dict_key = frame.f_locals["k"]  # the key of the dict entry jsonargparse is building
+        obj = frame.f_locals.get("self")
         key = getattr(obj, "config_key", None) if obj is not None else None
         if isinstance(key, str):
             found = (key, type(obj))
         elif obj is not None and registry is not None:
             kind = registry.kind_of(type(obj))
             if kind is not None:
-                found = (KIND_KEYS[kind], type(obj))
+                key = KIND_KEYS[kind] + (f".{dict_key}" if kind == "loss" and dict_key else "")
+                found = (key, type(obj))
         tb = tb.tb_next
     return found
 
@@ -126,19 +140,25 @@ def failing_component(exc: BaseException, registry: Registry | None = None) -> t
 def describe(exc: BaseException, registry: Registry | None = None) -> str:
     """The one-line message for ``exc``.
 
-    Our own errors and value errors say what is wrong in their message. Any other exception keeps
-    its type (``KeyError: 'x'`` says more than ``'x'``), and one raised inside a component's code
-    names the config key, the class and the plugin that registered it.
+    Our own errors and value errors say what is wrong in their message; raised inside a component
+    (a backbone, loss term or optimizer, built-in or a plugin's), the message starts with its config
+    key. Any other exception keeps its type (``KeyError: 'x'`` says more than ``'x'``), and one raised
+    inside a component's code also names the class and the plugin that registered it.
     """
+    for inner in _chain(exc):
+        component = failing_component(inner, registry)
+        if component is None:
+            continue
+        key, cls = component
+        message = one_line(str(inner))
+        if isinstance(inner, (NstLightningError, ValueError)) and message:
+            return message if message.startswith(key) else f"{key}: {message}"
+        owner = registry.owner_of(cls) if registry is not None else None
+        where = f"{cls.__name__} from plugin {owner!r}" if owner else cls.__name__
+        return f"{key} ({where}): {type(inner).__name__}" + (f": {message}" if message else "")
     message = str(exc)
     if isinstance(exc, ArgumentError):
         return one_line(message)
-    component = None if isinstance(exc, NstLightningError) else failing_component(exc, registry)
-    if component is not None:
-        key, cls = component
-        owner = registry.owner_of(cls) if registry is not None else None
-        where = f"{cls.__name__} from plugin {owner!r}" if owner else cls.__name__
-        return f"{key} ({where}): {type(exc).__name__}: {one_line(message)}"
     if isinstance(exc, (NstLightningError, ValueError)) and message:
         return one_line(message)
     return f"{type(exc).__name__}: {one_line(message)}" if message else type(exc).__name__

@@ -48,8 +48,15 @@ def check_precision(precision: str, optimizer: torch.optim.Optimizer) -> None:
         )
 
 
+# The components a run uses when its config leaves them out (None): built here rather than given as
+# the parser's defaults, since jsonargparse keeps a default's init args when a config switches class.
+DEFAULT_BACKBONE: type[Backbone] = VGG19
+DEFAULT_LOSSES: dict[str, type[LossTerm]] = {"content": ContentLoss, "style": GramStyleLoss, "tv": TotalVariationLoss}
+DEFAULT_OPTIMIZER: type[torch.optim.Optimizer] = ImageLBFGS
+
+
 def default_losses() -> dict[str, LossTerm]:
-    return {"content": ContentLoss(), "style": GramStyleLoss(), "tv": TotalVariationLoss()}
+    return {name: cls() for name, cls in DEFAULT_LOSSES.items()}
 
 
 class StyleTransfer(pl.LightningModule):
@@ -80,7 +87,7 @@ class StyleTransfer(pl.LightningModule):
         compile: CompileMode = "off",
     ) -> None:
         super().__init__()
-        self.backbone = backbone if backbone is not None else VGG19()
+        self.backbone = backbone if backbone is not None else DEFAULT_BACKBONE()
         losses = losses if losses is not None else default_losses()
         if not losses:
             raise ConfigValueError("model.losses: give at least one loss term")
@@ -235,7 +242,7 @@ class StyleTransfer(pl.LightningModule):
             self.image.clamp_(0, 1)
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
-        factory = self.optimizer_factory if self.optimizer_factory is not None else ImageLBFGS
+        factory = self.optimizer_factory if self.optimizer_factory is not None else DEFAULT_OPTIMIZER
         optimizer = factory([self.image])
         optimizer.config_key = "model.optimizer"
         check_precision(self.trainer.precision, optimizer)

@@ -15,7 +15,7 @@ Built-in components are registered through these same hooks
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import pluggy
 

@@ -20,8 +20,8 @@ import difflib
 import importlib.metadata
 import os
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Iterable
 
 import pluggy
 
@@ -121,7 +121,7 @@ def load_plugins(
             info[ep.name] = plugin_info
             try:
                 plugin = ep.load()
-            except Exception as exc:  # noqa: BLE001 - any import failure is reported, not raised
+            except Exception as exc:
                 plugin_info.error = f"{type(exc).__name__}: {exc}"
                 warnings.warn(
                     f"plugin {ep.name!r} from package {package} {dist.version} failed to import "

@@ -52,11 +52,11 @@ def run_ray(
         return
 
     class Report(tune.Callback):
-        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:  # noqa: ANN001
+        def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
             for record in json.loads(result["records"]):
                 on_record(record)
 
-        def on_trial_error(self, iteration, trials, trial, **info) -> None:  # noqa: ANN001
+        def on_trial_error(self, iteration, trials, trial, **info) -> None:
             for point in batches[trial.config["batch"]]:
                 on_record({"name": point.name, "params": point.params, "status": "failed",
                            "output": str(output_path(sweep, point)), "error": f"Ray trial {trial.trial_id} failed"})

@@ -65,7 +65,7 @@ def _parsing(call: Callable[..., Any], *args: Any) -> Any:
         raise SweepError(lines[-1] if lines else "invalid config") from None
 
 
-def _build(sweep: Sweep, args: list[str]):  # noqa: ANN202
+def _build(sweep: Sweep, args: list[str]):
     """``sweep.build(args, run=False)``: the point's config parsed and its model, data and trainer built."""
     if sweep.build is None:
         raise SweepError("the sweep has no build function (give build_sweep(..., build=build_cli))")
@@ -74,7 +74,7 @@ def _build(sweep: Sweep, args: list[str]):  # noqa: ANN202
 
 
 @torch.no_grad()
-def final_losses(cli) -> list[dict[str, float]]:  # noqa: ANN001
+def final_losses(cli) -> list[dict[str, float]]:
     """Each image's loss terms (and their total) on the final image, one dict per image."""
     model, trainer = cli.model, cli.trainer
     model.to(trainer.strategy.root_device)
@@ -88,7 +88,7 @@ def final_losses(cli) -> list[dict[str, float]]:  # noqa: ANN001
     return rows
 
 
-def _fit(cli) -> None:  # noqa: ANN001
+def _fit(cli) -> None:
     """What ``nst-lightning fit`` does with the built objects: the CLI's checks, then ``trainer.fit``."""
     cli.before_fit()
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
@@ -104,7 +104,7 @@ def run_point(sweep: Sweep, point: Point) -> Record:
         losses = final_losses(cli)[0]
     except RunInterrupted:
         raise  # Ctrl-C stops the sweep; the point stays pending and runs again next time
-    except Exception as exc:  # noqa: BLE001 - a failing point is recorded; the others go on
+    except Exception as exc:
         return _ran(point, output, "failed", start, error=f"{type(exc).__name__}: {exc}")
     return _ran(point, output, "done", start, losses=losses, batch_size=1)
 
@@ -146,6 +146,6 @@ def _run_batch(sweep: Sweep, points: list[Point], dry_run: bool) -> list[Record]
             return run_batched(sweep, points)
         except RunInterrupted:
             raise
-        except Exception as exc:  # noqa: BLE001
+        except Exception as exc:
             print(f"sweep: a batch of {len(points)} failed ({exc}); running its points one by one", flush=True)
     return [run_point(sweep, p) for p in points]

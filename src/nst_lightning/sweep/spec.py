@@ -153,7 +153,7 @@ def _mapping(spec: dict[str, Any], key: str) -> dict[str, Any]:
     return numbers(value)
 
 
-def _sampler(key: str, dist: Any):  # noqa: ANN202
+def _sampler(key: str, dist: Any):
     """A function of a ``random.Random`` that draws ``key``'s value from ``{name: args}``."""
     if not isinstance(dist, dict) or len(dist) != 1 or next(iter(dist)) not in DISTRIBUTIONS:
         raise SweepError(f"sweep: random.{key} must be one of {{{', '.join(DISTRIBUTIONS)}: [...]}}, not {dist!r}")

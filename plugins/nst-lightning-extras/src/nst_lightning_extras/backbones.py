@@ -9,8 +9,7 @@ import torch
 import torchvision
 from torch import Tensor, nn
 
-from nst_lightning.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from nst_lightning.model.backbones.weights import WeightsError, load_state_dict
+from nst_lightning.plugin import IMAGENET_MEAN, IMAGENET_STD, Backbone, ConfigValueError, WeightsError, load_state_dict
 
 Arch = Literal["resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d", "wide_resnet50_2"]
 STEM = ("conv1", "bn1", "relu", "maxpool")
@@ -36,7 +35,7 @@ class ResNet(Backbone):
         super().__init__()
         builder = getattr(torchvision.models, arch, None)
         if builder is None or not arch.startswith(("resnet", "resnext", "wide_resnet")):
-            raise ValueError(f"ResNet: unknown arch {arch!r}")
+            raise ConfigValueError(f"ResNet: unknown arch {arch!r}")
         self.arch = arch
         self.weights = weights
         model = builder(weights="DEFAULT" if weights == "torchvision" else None)

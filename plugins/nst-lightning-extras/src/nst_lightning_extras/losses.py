@@ -21,26 +21,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from nst_lightning.model.losses.gram import DEFAULT_STYLE_LAYERS
-from nst_lightning.model.losses.base import LossTerm, Targets
-
-
-def float32(device: torch.device) -> torch.autocast:
-    """A context in which autocast is off: statistics and losses run in float32."""
-    return torch.autocast(device_type=device.type, enabled=False)
-
-
-def equal_layer_weights(kind: str, layers: list[str], layer_weights: Sequence[float] | None) -> list[float]:
-    if not layers:
-        raise ValueError(f"{kind}: layers must name at least one layer")
-    if layer_weights is None:
-        return [1.0 / len(layers)] * len(layers)
-    if len(layer_weights) != len(layers):
-        raise ValueError(f"{kind}: {len(layer_weights)} layer_weights for {len(layers)} layers")
-    if any(not w >= 0 for w in layer_weights):
-        raise ValueError(f"{kind}: layer_weights must be >= 0")
-    return [float(w) for w in layer_weights]
-
+from nst_lightning.plugin import (
+    DEFAULT_STYLE_LAYERS,
+    ConfigValueError,
+    LossTerm,
+    Targets,
+    check_layer_weights,
+    float32_only,
+    gram_matrix,
+    psd_matrix_power,
+)
 
 # -- Wasserstein-2 between Gaussians ---------------------------------------------------------------
 
@@ -51,19 +41,11 @@ def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
     Unlike covariances, raw moments blend linearly: the moments of a mixture of
     style images are the weighted sums of their moments.
     """
-    n, c, h, w = features.shape
-    flat = features.float().reshape(n, c, h * w)
-    return flat.mean(-1), torch.bmm(flat, flat.transpose(1, 2)).div_(h * w)
+    return features.float().flatten(2).mean(-1), gram_matrix(features)
 
 
 def covariance(mean: Tensor, second_moment: Tensor) -> Tensor:
     return second_moment - mean.unsqueeze(-1) * mean.unsqueeze(-2)
-
-
-def sqrtm_psd(matrix: Tensor) -> Tensor:
-    """Square root of a symmetric positive semi-definite matrix (or batch), through ``eigh``."""
-    values, vectors = torch.linalg.eigh(matrix)
-    return (vectors * values.clamp_min(0).sqrt().unsqueeze(-2)) @ vectors.transpose(-2, -1)
 
 
 def trace(matrix: Tensor) -> Tensor:
@@ -117,9 +99,9 @@ class WassersteinStyleLoss(LossTerm):
         normalize: bool = True,
     ) -> None:
         super().__init__(weight, layers)
-        self.layer_weights = equal_layer_weights(type(self).__name__, self.layers, layer_weights)
+        self.layer_weights = check_layer_weights(type(self).__name__, self.layers, layer_weights)
         if not eps >= 0:
-            raise ValueError(f"WassersteinStyleLoss: eps must be >= 0, not {eps}")
+            raise ConfigValueError(f"WassersteinStyleLoss: eps must be >= 0, not {eps}")
         self.eps = float(eps)
         self.normalize = normalize
 
@@ -137,14 +119,14 @@ class WassersteinStyleLoss(LossTerm):
             eye = torch.eye(channels, device=cov.device)
             total_square = trace(second)  # |m_t|² + tr(C_t): the distance from the style to all-zero features
             self.register_buffer(f"mean_{i}", mean, persistent=False)
-            self.register_buffer(f"cov_sqrt_{i}", sqrtm_psd(cov + eps[..., None, None] * eye), persistent=False)
+            self.register_buffer(f"cov_sqrt_{i}", psd_matrix_power(cov + eps[..., None, None] * eye, 0.5), persistent=False)
             self.register_buffer(f"eps_{i}", eps, persistent=False)
             self.eps_values.append(float(eps.max()))
             scale = 1.0 / total_square.clamp_min(1e-12) if self.normalize else torch.ones_like(total_square)
             self.register_buffer(f"scale_{i}", scale, persistent=False)
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with float32(image.device):
+        with float32_only(image.device):
             total = image.new_zeros(image.shape[0], dtype=torch.float32)
             for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
                 mean, second = feature_moments(features[name])
@@ -207,7 +189,7 @@ class HistogramStyleLoss(LossTerm):
         normalize: bool = True,
     ) -> None:
         super().__init__(weight, layers)
-        self.layer_weights = equal_layer_weights(type(self).__name__, self.layers, layer_weights)
+        self.layer_weights = check_layer_weights(type(self).__name__, self.layers, layer_weights)
         self.normalize = normalize
 
     def set_targets(self, targets: Targets) -> None:
@@ -223,7 +205,7 @@ class HistogramStyleLoss(LossTerm):
             self.register_buffer(f"scale_{i}", scale, persistent=False)
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with float32(image.device):
+        with float32_only(image.device):
             total = image.new_zeros(image.shape[0], dtype=torch.float32)
             for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
                 values = sorted_channels(features[name])

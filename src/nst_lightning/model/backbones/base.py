@@ -36,7 +36,7 @@ class Backbone(nn.Module, abc.ABC):
     def forward(self, image: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
         """Features of ``image`` at ``layers``."""
 
-    def truncate(self, layers: Collection[str]) -> None:  # noqa: B027 - optional hook
+    def truncate(self, layers: Collection[str]) -> None:
         """Drop what is not needed to compute ``layers``. Optional."""
 
     def check_layers(self, layers: Collection[str]) -> None:

@@ -37,7 +37,7 @@ def load_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise WeightsError(f"weights file {str(path)!r} does not exist")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many kinds for a bad file
+    except Exception as exc:
         raise WeightsError(f"weights file {str(path)!r} cannot be read: {exc}") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]

@@ -104,7 +104,7 @@ class LossTerm(nn.Module, abc.ABC):
             return self.weight * per_image.mean()
         return self.sample_weight * per_image
 
-    def set_targets(self, targets: Targets) -> None:  # noqa: B027 - optional for target-free terms
+    def set_targets(self, targets: Targets) -> None:
         """Compute and cache targets. Called once, under ``torch.no_grad()``."""
 
     @abc.abstractmethod
