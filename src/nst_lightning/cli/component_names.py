@@ -16,6 +16,8 @@ from pathlib import Path
 import torch
 import yaml
 
+from nst_lightning.cli.checks import option_values
+from nst_lightning.config_tree import class_path, get_key, loss_terms
 from nst_lightning.errors import ConfigError
 from nst_lightning.plugin.registry import KINDS, Registry
 
@@ -40,28 +42,17 @@ def _subclass_names(base: type) -> set[str]:
     return names
 
 
-def _class_path(value: object) -> str | None:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict) and isinstance(value.get("class_path"), str):
-        return value["class_path"]
-    return None
-
-
 def _from_model(model: object) -> Iterator[tuple[str, str, str]]:
     """(key, kind, class_path) of the components in a ``model`` section."""
-    if not isinstance(model, dict):
-        return
+    tree = {"model": model}
     for key, kind in MODEL_KEYS.items():
-        path = _class_path(model.get(key))
+        path = class_path(get_key(tree, f"model.{key}"))
         if path:
             yield f"model.{key}", kind, path
-    losses = model.get("losses")
-    if isinstance(losses, dict):
-        for name, term in losses.items():
-            path = _class_path(term)
-            if path:
-                yield f"model.losses.{name}", "loss", path
+    for name, term in loss_terms(tree).items():
+        path = class_path(term)
+        if path:
+            yield f"model.losses.{name}", "loss", path
 
 
 def _read_yaml(text_or_path: str) -> object:
@@ -73,21 +64,9 @@ def _read_yaml(text_or_path: str) -> object:
         return None
 
 
-def _option_values(argv: list[str]) -> Iterator[tuple[str, str]]:
-    """(option, value) pairs of ``--key value`` and ``--key=value``."""
-    for i, arg in enumerate(argv):
-        if not arg.startswith("--"):
-            continue
-        if "=" in arg:
-            key, value = arg.split("=", 1)
-            yield key[2:], value
-        elif i + 1 < len(argv):
-            yield arg[2:], argv[i + 1]
-
-
 def named_components(argv: list[str]) -> Iterator[tuple[str, str, str]]:
     """(config key, kind, class_path) for every component the configs and options name."""
-    for option, value in _option_values(argv):
+    for option, value in option_values(argv):
         if option == "config":
             config = _read_yaml(value)
             if isinstance(config, dict):
@@ -104,7 +83,7 @@ def named_components(argv: list[str]) -> Iterator[tuple[str, str, str]]:
             else:
                 continue
             if key == option and value.lstrip().startswith("{"):
-                path = _class_path(_read_yaml(value))
+                path = class_path(_read_yaml(value))
             else:
                 path = value
             if path:

@@ -10,9 +10,8 @@ import os
 import sys
 import traceback
 
-import yaml
-
 from nst_lightning.callbacks.interrupt import RunInterrupted
+from nst_lightning.cli.checks import check_config_files
 from nst_lightning.cli.component_names import check_component_names
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.cli.messages import (
@@ -20,36 +19,12 @@ from nst_lightning.cli.messages import (
     error,
     exit_code,
     filter_known_warnings,
-    one_line,
 )
-from nst_lightning.errors import ConfigError
 from nst_lightning.plugin.listing import format_plugins
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.sweep.command import sweep_main
 
 DEBUG_ENV = "NST_LIGHTNING_DEBUG"
-
-
-class ConfigFileError(ConfigError):
-    """A ``--config`` file that is not safe, valid YAML."""
-
-
-def check_config_files(argv: list[str]) -> None:
-    """Each ``--config`` file is YAML that ``yaml.safe_load`` accepts; the error names the file.
-
-    jsonargparse safe-loads configs too (a ``!!python/object`` tag is refused), but its message does
-    not say which file; this check runs first so that it does.
-    """
-    paths = [b for a, b in zip(argv, argv[1:]) if a == "--config"]
-    paths += [a.split("=", 1)[1] for a in argv if a.startswith("--config=")]
-    for path in paths:
-        if not os.path.isfile(path):
-            continue  # jsonargparse reports it (or it is inline YAML)
-        try:
-            with open(path, encoding="utf-8") as f:
-                yaml.safe_load(f)
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise ConfigFileError(f"config {path!r} is not valid YAML: {one_line(str(exc))}") from None
 
 
 def main(args: list[str] | None = None) -> None:

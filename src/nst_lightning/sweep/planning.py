@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import yaml
 
+from nst_lightning.config_tree import class_path, get_key, loss_terms, set_key
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.sweep.spec import SEED_KEY, Point, Sweep
 
@@ -32,13 +33,7 @@ def merged_config(sweep: Sweep, point: Point) -> dict[str, Any]:
     """The base config's YAML with the point's overrides set by their dotted keys (no class resolution)."""
     config = yaml.safe_load(sweep.config.read_text()) or {}
     for key, value in {**sweep.fixed, **point.params}.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for part in parents:
-            if not isinstance(node.get(part), dict):
-                node[part] = {"class_path": node[part]} if isinstance(node.get(part), str) else {}
-            node = node[part]
-        node[leaf] = value
+        set_key(config, key, value)
     return config
 
 
@@ -60,8 +55,7 @@ def _is_lbfgs(name: str | None) -> bool:
 
 def _loss_args(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
     """The ``init_args`` of each loss term in a merged config, by loss name."""
-    losses = (config.get("model") or {}).get("losses") or {}
-    return {name: term["init_args"] for name, term in losses.items()
+    return {name: term["init_args"] for name, term in loss_terms(config).items()
             if isinstance(term, dict) and isinstance(term.get("init_args"), dict)}
 
 
@@ -72,8 +66,7 @@ def loss_weights(sweep: Sweep, point: Point) -> dict[str, float]:
 
 
 def _uses_lbfgs(config: dict[str, Any]) -> bool:
-    optimizer = (config.get("model") or {}).get("optimizer")
-    return _is_lbfgs(optimizer.get("class_path") if isinstance(optimizer, dict) else optimizer)
+    return _is_lbfgs(class_path(get_key(config, "model.optimizer")))
 
 
 def batch_key(sweep: Sweep, point: Point) -> str | None:
@@ -87,7 +80,7 @@ def batch_key(sweep: Sweep, point: Point) -> str | None:
         return None
     for args in _loss_args(config).values():
         args.pop("weight", None)
-    if (config.get("model") or {}).get("init", "content") != "noise":
+    if get_key(config, "model.init", "content") != "noise":
         config.pop(SEED_KEY, None)
     config.pop("output", None)
     return json.dumps(config, sort_keys=True, default=str)
