@@ -104,11 +104,16 @@ def png_metadata(step: int, config: str | None = None) -> dict[str, str]:
     return meta
 
 
-def save_png(image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename."""
+def save_png(
+    image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None, replace: bool = True
+) -> Path:
+    """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename.
+
+    With ``replace=False`` an existing ``path`` is never replaced (:class:`FileExistsError`).
+    """
     info = PngImagePlugin.PngInfo()
     for key, value in (metadata or {}).items():
         info.add_itxt(key, value)
-    with atomic_write(path) as f:
+    with atomic_write(path, replace=replace) as f:
         to_pil(image).save(f, format="PNG", pnginfo=info)
     return Path(path)
