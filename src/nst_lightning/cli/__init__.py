@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import sys
+
+INTERRUPTED = 130  # as a shell reports a process ended by SIGINT
+
 
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``nst-lightning`` command (see :func:`nst_lightning.cli.dispatch.main`)."""
-    from nst_lightning.cli.dispatch import main as run
+    """Entry point of the ``nst-lightning`` command (see :func:`nst_lightning.cli.dispatch.main`).
 
-    run(args)
+    Importing the command takes seconds (torch, Lightning); Ctrl-C meanwhile, or at any moment that
+    the command itself does not handle, ends it with one line and status 130, not a traceback.
+    """
+    try:
+        from nst_lightning.cli.dispatch import main as run  # heavy: imported here so Ctrl-C is caught
+
+        run(args)
+    except KeyboardInterrupt:
+        print("nst-lightning: error: interrupted", file=sys.stderr)
+        raise SystemExit(INTERRUPTED) from None

@@ -13,7 +13,7 @@ from nst_lightning.callbacks.multiscale import MultiScale  # noqa: F401 - import
 from nst_lightning.callbacks.nonfinite_guard import NonFiniteGuard
 from nst_lightning.callbacks.progress_bar import progress_for
 from nst_lightning.cli.memory_check import check_memory
-from nst_lightning.cli.messages import filter_known_warnings
+from nst_lightning.cli.messages import filter_known_warnings, filter_lightning_tips
 from nst_lightning.cli.prechecks import check_checkpoint, check_max_steps
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError, ConfigValueError
@@ -128,6 +128,7 @@ class StyleTransferCLI(LightningCLI):
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferCLI:
     filter_known_warnings()
+    filter_lightning_tips()
     return StyleTransferCLI(
         StyleTransfer,
         StyleTransferData,

@@ -9,6 +9,7 @@ the key and the reasons, and drops the rest.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import warnings
@@ -16,6 +17,7 @@ import warnings
 from jsonargparse import ArgumentError
 
 from nst_lightning.errors import NstLightningError
+from nst_lightning.plugin.manager import PluginImportWarning
 from nst_lightning.plugin.registry import Registry
 
 # Lines of jsonargparse's union reports that say nothing about what is wrong.
@@ -90,6 +92,44 @@ def filter_known_warnings() -> None:
     # Resuming (--ckpt_path) from a checkpoint saved mid-epoch: every batch is the same empty item and the
     # step count is restored, so restarting the epoch's data loader changes nothing.
     warnings.filterwarnings("ignore", message=r"(?s).*resuming from a checkpoint that ended before the epoch ended")
+
+
+# Lightning's loggers that print its "💡 Tip" adverts (through rank_zero_info).
+TIP_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+class DropTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing ..." notices; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).lstrip().startswith("💡 Tip")
+
+
+def filter_lightning_tips() -> None:
+    """Silence Lightning's adverts for its cloud products, and nothing else it logs."""
+    for name in TIP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropTips) for f in logger.filters):
+            logger.addFilter(DropTips())
+
+
+def show_plugin_warnings_plainly() -> None:
+    """Print a plugin's import failure as ``nst-lightning: warning: <text>``, without the core's source line.
+
+    Other warnings keep Python's format (``file:line: Category: text``), which helps their authors.
+    """
+    shown = warnings.showwarning
+    if getattr(shown, "plain_for_plugins", False):
+        return
+
+    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+        if issubclass(category, PluginImportWarning):
+            print(f"nst-lightning: warning: {message}", file=file or sys.stderr)
+        else:
+            shown(message, category, filename, lineno, file, line)
+
+    showwarning.plain_for_plugins = True
+    warnings.showwarning = showwarning
 
 
 def error(message: str) -> None:
