@@ -89,6 +89,8 @@ def filter_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     # main() passes the arguments itself (after taking out --debug).
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # A run shorter than --trainer.log_every_n_steps: the module logs its first and last steps anyway.
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
     # Resuming (--ckpt_path) from a checkpoint saved mid-epoch: every batch is the same empty item and the
     # step count is restored, so restarting the epoch's data loader changes nothing.
     warnings.filterwarnings("ignore", message=r"(?s).*resuming from a checkpoint that ended before the epoch ended")
