@@ -8,6 +8,8 @@ device has left (:func:`nst_lightning.available_memory.available_bytes`).
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 from PIL import Image
 
@@ -33,6 +35,8 @@ def content_shape(data: StyleTransferData, long_edge: int) -> tuple[int, int]:
     """(height, width) of the content image at ``long_edge``, read from its header (nothing decoded);
     a square when the file cannot be read now (loading it later reports why)."""
     try:
+        if not Path(data.content).is_file():  # never open a FIFO: it would wait for a writer
+            raise OSError("not a regular file")
         with Image.open(data.content) as image:
             w, h = image.size
     except Exception:  # noqa: BLE001 - reported properly when the images are loaded
