@@ -17,6 +17,7 @@ import pytest
 
 from nst_lightning.claims import OutputClaim, OutputClaimedError, lock_path
 from nst_lightning.cli import main
+from nst_lightning.cli.fit import build_cli
 from nst_lightning.files import atomic_write
 
 from .conftest import CONTENT, ROOT, STYLE
@@ -134,6 +135,16 @@ def test_the_final_write_never_replaces_a_file_that_appeared_during_the_run(tmp_
     assert f"{str(out)!r} appeared during the run and was not replaced" in err and str(kept) in err
     assert out.read_bytes() == b"someone else's image"
     assert kept.stat().st_size > 100 and not lock_path(out).exists()
+
+
+def test_building_a_run_claims_nothing_until_it_runs(tmp_path):
+    out = tmp_path / "out.png"
+    cli = build_cli(fit_args(out, 1)[1:], run=False)
+    assert not lock_path(out).exists()
+    OutputClaim(out).acquire()  # another run takes the output meanwhile: this one is refused when it starts
+    with pytest.raises(OutputClaimedError, match="is being written by process"):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    assert not out.exists()
 
 
 def test_a_failing_run_releases_its_claim(tmp_path, capsys):

@@ -75,6 +75,19 @@ class OutputClaim:
         self.option = option
         self.held = False
 
+    def _refuse(self) -> None:
+        owner = _owner(self.lock)
+        who = f"process {owner[0]} on {owner[1]}" if owner else "another run"
+        raise OutputClaimedError(
+            f"{self.option} {str(self.path)!r} is being written by {who} (lock file {str(self.lock)!r}); "
+            "wait for it, or choose another --output (remove the lock file only if no run is using it)"
+        )
+
+    def check(self) -> None:
+        """Raise :class:`OutputClaimedError` now if another live run holds the claim (takes nothing)."""
+        if not self.held and self.lock.exists() and not _is_stale(self.lock):
+            self._refuse()
+
     def acquire(self) -> None:
         """Create the lock file, or raise :class:`OutputClaimedError` naming the run that holds it."""
         if self.held:
@@ -87,12 +100,7 @@ class OutputClaim:
                 if _is_stale(self.lock):
                     self.lock.unlink(missing_ok=True)
                     continue
-                owner = _owner(self.lock)
-                who = f"process {owner[0]} on {owner[1]}" if owner else "another run"
-                raise OutputClaimedError(
-                    f"{self.option} {str(self.path)!r} is being written by {who} (lock file {str(self.lock)!r}); "
-                    "wait for it, or choose another --output (remove the lock file only if no run is using it)"
-                ) from None
+                self._refuse()
             with os.fdopen(fd, "w", encoding="utf-8") as f:
                 f.write(f"{os.getpid()} {socket.gethostname()}\n")
             self.held = True

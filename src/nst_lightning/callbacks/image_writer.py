@@ -2,8 +2,8 @@
 
 Nothing of the user's is replaced without ``--overwrite true``: the output (and, with
 ``--snapshot_every``, every snapshot the run would write) is checked before the run, the output is
-claimed for the run (:class:`~nst_lightning.claims.OutputClaim`) so that a second run with the same
-``--output`` is refused at start, and the writes themselves never replace an existing file.
+claimed for the run (:class:`~nst_lightning.claims.OutputClaim`, from ``setup`` to ``teardown``) so that
+a second run with the same ``--output`` is refused at start, and the writes themselves never replace an existing file.
 """
 
 from __future__ import annotations
@@ -67,7 +67,7 @@ class ImageWriter(pl.Callback):
         self.claim = OutputClaim(self.output)
 
     def check_output(self) -> None:
-        """Refuse the run now if it would replace ``output`` without ``--overwrite``; then claim the output."""
+        """Refuse the run now if it would replace ``output`` without ``--overwrite``, or another run is writing it."""
         if self.output.suffix.lower() != ".png":
             raise ValueError(f"--output {str(self.output)!r} must end in .png")
         if self.output.is_dir():
@@ -75,7 +75,7 @@ class ImageWriter(pl.Callback):
         if self.output.exists() and not self.overwrite:
             raise OutputExistsError(f"--output {str(self.output)!r} exists; pass --overwrite true to replace it")
         check_writable_directory(self.output.parent)
-        self.claim.acquire()
+        self.claim.check()
 
     def check_snapshots(self, trainer: pl.Trainer) -> None:
         """Refuse the run before its first step if a snapshot it would write exists (after a resume, from its step on)."""
@@ -104,6 +104,10 @@ class ImageWriter(pl.Callback):
             raise OutputExistsError(
                 f"{str(path)!r} appeared during the run and was not replaced; this run's image is saved to {str(kept)!r}"
             ) from None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        """Claim the output for the run: the first thing ``fit`` does, released in ``teardown`` or ``on_exception``."""
+        self.claim.acquire()
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check_output()

@@ -116,22 +116,23 @@ def filter_lightning_tips() -> None:
 
 
 def show_plugin_warnings_plainly() -> None:
-    """Print a plugin's import failure as ``nst-lightning: warning: <text>``, without the core's source line.
+    """Format a plugin's import failure as ``nst-lightning: warning: <text>``, without the core's source line.
 
-    Other warnings keep Python's format (``file:line: Category: text``), which helps their authors.
+    Other warnings keep Python's format (``file:line: Category: text``), which helps their authors. Only
+    the format changes (``warnings.formatwarning``), so filters and recorders such as ``pytest.warns`` see
+    the warning as before.
     """
-    shown = warnings.showwarning
-    if getattr(shown, "plain_for_plugins", False):
+    original = warnings.formatwarning
+    if getattr(original, "plain_for_plugins", False):
         return
 
-    def showwarning(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
+    def formatwarning(message, category, filename, lineno, line=None):  # noqa: ANN001, ANN202
         if issubclass(category, PluginImportWarning):
-            print(f"nst-lightning: warning: {message}", file=file or sys.stderr)
-        else:
-            shown(message, category, filename, lineno, file, line)
+            return f"nst-lightning: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
 
-    showwarning.plain_for_plugins = True
-    warnings.showwarning = showwarning
+    formatwarning.plain_for_plugins = True
+    warnings.formatwarning = formatwarning
 
 
 def error(message: str) -> None:
