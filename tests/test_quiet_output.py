@@ -33,13 +33,29 @@ def fit_args(tmp_path: Path, *extra: str) -> list[str]:
     ]
 
 
-def test_lightning_tips_are_dropped_and_nothing_else(caplog):
+class Recorder(logging.Handler):
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+def test_lightning_tips_are_dropped_and_nothing_else():
     filter_lightning_tips()
     filter_lightning_tips()  # once is enough; twice is harmless
-    with caplog.at_level(logging.INFO):
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info logs
+    recorder, level = Recorder(), logger.level
+    logger.addHandler(recorder)
+    logger.setLevel(logging.INFO)  # whatever an earlier run set on Lightning's loggers
+    try:
         rank_zero_info("💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels]")
         rank_zero_info("GPU available: False, used: False")
-    assert [r.getMessage() for r in caplog.records] == ["GPU available: False, used: False"]
+    finally:
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
+    assert recorder.messages == ["GPU available: False, used: False"]
 
 
 def test_a_run_prints_no_tips_nor_summary_unless_asked(tmp_path, capsys):

@@ -50,7 +50,10 @@ def optimizer_kind(model: StyleTransfer) -> tuple[str, int]:
     factory = model.optimizer_factory
     if factory is None:
         return "lbfgs", 100
-    optimizer = factory([torch.zeros(1, requires_grad=True)])
+    try:
+        optimizer = factory([torch.zeros(1, requires_grad=True)])
+    except Exception:  # noqa: BLE001 - an optimizer that needs more than a tensor: count only a gradient's state
+        return "sgd", 0
     if isinstance(optimizer, torch.optim.LBFGS):
         return "lbfgs", int(optimizer.defaults.get("history_size", 100))
     return ("adam" if "adam" in type(optimizer).__name__.lower() else "sgd"), 0
