@@ -12,12 +12,20 @@ from pathlib import Path
 
 import pytest
 
-from nst_lightning.available_memory import _cgroup_available, _meminfo_available, available_bytes
-from nst_lightning.cli import main
-from nst_lightning.cli import memory_check
+from nst_lightning.available_memory import (
+    _cgroup_available,
+    _meminfo_available,
+    available_bytes,
+)
+from nst_lightning.cli import main, memory_check
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.model.backbones.vgg import VGG19
-from nst_lightning.model.memory_estimate import FIXED_BYTES, estimate_bytes, estimate_parts, largest_fitting_size
+from nst_lightning.model.memory_estimate import (
+    FIXED_BYTES,
+    estimate_bytes,
+    estimate_parts,
+    largest_fitting_size,
+)
 
 from .conftest import CONTENT, ROOT, STYLE
 
@@ -109,7 +117,10 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_large_is_allocated(tmp
     cli_args = fit_args(tmp_path, fits, *extra)
     monkeypatch.setattr(memory_check, "available_bytes", lambda device: None)  # build it for the estimate only
     cli = build_cli(cli_args[1:], run=False)
-    estimate = lambda edge: memory_check.run_estimate(cli.model, cli.datamodule, edge, checkpointing)  # noqa: E731
+
+    def estimate(edge: int) -> int:
+        return memory_check.run_estimate(cli.model, cli.datamodule, edge, checkpointing)
+
     assert estimate(fits) <= budget < estimate(fits + 16)
     if not checkpointing:
         more = int(line.split("activation_checkpointing true up to ")[1])
@@ -154,7 +165,7 @@ def measured_peak(tmp_path: Path, size: int, *extra: str) -> tuple[int, int]:
     env = dict(os.environ, OMP_NUM_THREADS="2", NST_LIGHTNING_DISABLE_PLUGIN_AUTOLOAD="1")
     child = subprocess.run([sys.executable, "-c", CHILD, *fit_args(tmp_path, size, "--trainer.max_steps", "3",
                                                                     "--overwrite", "true", *extra)[1:]],
-                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300)
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert child.returncode == 0, child.stderr[-3000:]
     result = json.loads(child.stdout.strip().splitlines()[-1])
     return result["peak"], result["estimate"]

@@ -117,7 +117,7 @@ class OutputClaim:
         if _owner(self.lock) == (os.getpid(), socket.gethostname()):
             self.lock.unlink(missing_ok=True)
 
-    def __enter__(self) -> OutputClaim:
+    def __enter__(self) -> OutputClaim:  # noqa: PYI034 - a final class in practice; Self needs Python 3.11
         self.acquire()
         return self
 

@@ -61,7 +61,7 @@ class PlainProgress(ProgressBar):
     def enable(self) -> None:
         self.enabled = True
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = getattr(pl_module, "logged_step", None)
         if not self.enabled or step is None or step == self._shown_step:
             return

@@ -14,7 +14,8 @@ def main(args: list[str] | None = None) -> None:
     the command itself does not handle, ends it with one line and status 130, not a traceback.
     """
     try:
-        from nst_lightning.cli.dispatch import main as run  # heavy: imported here so Ctrl-C is caught
+        # Heavy (torch, Lightning): imported here, inside the try, so that Ctrl-C meanwhile is caught.
+        from nst_lightning.cli.dispatch import main as run
 
         run(args)
     except KeyboardInterrupt:

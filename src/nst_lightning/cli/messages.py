@@ -126,7 +126,7 @@ def show_plugin_warnings_plainly() -> None:
     if getattr(original, "plain_for_plugins", False):
         return
 
-    def formatwarning(message, category, filename, lineno, line=None):  # noqa: ANN001, ANN202
+    def formatwarning(message, category, filename, lineno, line=None):
         if issubclass(category, PluginImportWarning):
             return f"nst-lightning: warning: {message}\n"
         return original(message, category, filename, lineno, line)

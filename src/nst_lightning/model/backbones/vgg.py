@@ -11,12 +11,12 @@ from torch.utils.checkpoint import checkpoint
 
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
-from nst_lightning.model.memory_estimate import FeatureLayer
 from nst_lightning.model.backbones.weights import (
     WeightsError,
     caffe_vgg19_conv_weights,
     load_state_dict,
 )
+from nst_lightning.model.memory_estimate import FeatureLayer
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
