@@ -3,6 +3,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import lightning.pytorch  # noqa: F401 - before any test captures stderr: Lightning's log handler keeps the stderr of its import
 import pytest
 import torch
 

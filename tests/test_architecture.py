@@ -149,3 +149,15 @@ def test_print_config_spells_out_every_default_component_and_runs_again(tmp_path
     import torch
 
     assert cli.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))]).defaults["lr"] == 0.02
+
+
+def test_every_module_of_the_package_is_in_a_layer_of_the_import_contract():
+    """A new top-level module or package must take its place in pyproject.toml's layers, or lint-imports
+    would not check it."""
+    tomllib = pytest.importorskip("tomllib")  # Python 3.11+
+
+    contract = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"][0]
+    layered = {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+    present = {p.stem for p in SRC.glob("*.py") if p.stem not in ("__init__", "__main__")}
+    present |= {p.name for p in SRC.iterdir() if (p / "__init__.py").is_file()}
+    assert present == layered

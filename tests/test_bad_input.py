@@ -8,6 +8,8 @@ weights (``weights: none``), which fail the same way and start faster.
 from __future__ import annotations
 
 import io
+import os
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +19,9 @@ import yaml
 from PIL import Image
 
 from nst_lightning.cli import main
+from nst_lightning.cli.prechecks import check_checkpoint
 from nst_lightning.files import beside
+from nst_lightning.image import io as image_io
 from nst_lightning.image.io import load_image
 
 from .conftest import ASSETS, CONTENT, STYLE, fit_args
@@ -48,7 +52,8 @@ def png_bytes(size=(48, 32)) -> bytes:
 def make_bad_file(tmp_path: Path, kind: str) -> Path:
     path = tmp_path / {"missing": "missing.jpg", "directory": "a_directory.jpg", "zero_byte": "empty.jpg",
                        "truncated_jpeg": "truncated.jpg", "truncated_png": "truncated.png",
-                       "corrupt_png": "corrupt.png", "text_as_jpg": "notes.jpg", "too_thin": "thin.png"}[kind]
+                       "corrupt_png": "corrupt.png", "text_as_jpg": "notes.jpg", "too_thin": "thin.png",
+                       "fifo": "pipe.png"}[kind]
     if kind == "directory":
         path.mkdir()
     elif kind == "zero_byte":
@@ -65,6 +70,8 @@ def make_bad_file(tmp_path: Path, kind: str) -> Path:
         path.write_text("these are my holiday notes, not a photograph\n")
     elif kind == "too_thin":
         Image.new("RGB", (400, 4), RED).save(path)
+    elif kind == "fifo":  # reading it would wait for a writer forever
+        os.mkfifo(path)
     return path
 
 
@@ -77,6 +84,7 @@ BAD_FILES = {
     "corrupt_png": "truncated or corrupt",
     "text_as_jpg": "not an image file",
     "too_thin": "short edge is 1 px",
+    "fifo": "is not a regular file",
 }
 
 
@@ -170,6 +178,138 @@ def test_config_files_are_safe_loaded(tmp_path, capsys, kind):
     assert not marker.exists()
     if kind == "python_object_tag":
         assert "python/object" in line
+
+
+@pytest.mark.parametrize(("content", "found"), [("", "is empty"), ("\n# nothing here\n", "is empty"),
+                                              ("- 1\n- 2\n", "is a YAML list"), ("just words\n", "is a YAML str")])
+def test_a_config_file_must_be_a_mapping(tmp_path, capsys, content, found):
+    config = tmp_path / "config.yaml"
+    config.write_text(content)
+    line = expect_one_line_error(capsys, args(tmp_path, "--config", str(config)), tmp_path=tmp_path, code=2)
+    assert line == (f"nst-lightning: error: config {str(config)!r} {found}; a config must be a YAML mapping of keys "
+                    "such as 'trainer:', 'model:', 'data:' (see configs/default.yaml)")
+
+
+def test_zero_steps_are_refused(tmp_path, capsys):
+    line = expect_one_line_error(capsys, args(tmp_path, "--trainer.max_steps", "0"), tmp_path=tmp_path, code=2)
+    assert line.startswith("nst-lightning: error: trainer.max_steps: 0 steps would write no image")
+
+
+def test_an_out_of_range_seed_names_its_key(tmp_path, capsys):
+    expect_one_line_error(capsys, args(tmp_path, "--seed_everything", "-1"), "seed_everything: -1 is not in bounds",
+                          tmp_path=tmp_path, code=1)
+
+
+@pytest.mark.parametrize("kind", ["five_byte_text", "jpeg", "zip_without_data", "directory", "missing"])
+def test_ckpt_path_that_is_not_a_checkpoint(tmp_path, capsys, kind):
+    path = tmp_path / {"jpeg": "photo.jpg", "zip_without_data": "a.zip"}.get(kind, "run.ckpt")
+    if kind == "five_byte_text":
+        path.write_text("hello")
+    elif kind == "jpeg":
+        path.write_bytes(jpeg_bytes())
+    elif kind == "zip_without_data":
+        with zipfile.ZipFile(path, "w") as archive:
+            archive.writestr("notes.txt", "not a checkpoint")
+    elif kind == "directory":
+        path.mkdir()
+    line = expect_one_line_error(capsys, args(tmp_path, "--ckpt_path", str(path)), f"--ckpt_path {str(path)!r}",
+                                 tmp_path=tmp_path, code=2)
+    expected = {"directory": "is a directory, not a checkpoint", "missing": "does not exist"}.get(kind, "is not a checkpoint")
+    assert expected in line and "weights_only" not in line
+
+
+def test_a_real_checkpoint_passes_the_check(tmp_path):
+    path = tmp_path / "tiny.ckpt"
+    torch.save({"state_dict": {}}, path)
+    check_checkpoint(path)  # no error
+    check_checkpoint("last")  # Lightning's own names are Lightning's to resolve
+
+
+def test_permission_denied_is_said(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "private.png"
+    path.write_bytes(png_bytes())
+
+    def denied(fp, *a, **k):
+        raise PermissionError(13, "Permission denied", str(fp))
+
+    monkeypatch.setattr(Image, "open", denied)  # root may read anything, so the refusal is simulated
+    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)),
+                          f"content image {str(path)!r} cannot be read: permission denied", tmp_path=tmp_path, code=1)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their permissions")
+def test_permission_denied_is_said_for_a_real_file(tmp_path, capsys):
+    path = tmp_path / "private.png"
+    path.write_bytes(png_bytes())
+    path.chmod(0)
+    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)), "permission denied",
+                          tmp_path=tmp_path, code=1)
+
+
+def test_a_png_with_a_huge_icc_profile_is_read(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "profiled.png"
+    Image.new("RGB", (40, 30), (10, 200, 30)).save(path, icc_profile=bytes(30 * 2**20))  # 30 MiB of profile
+    with pytest.raises(ValueError, match="MAX_TEXT_CHUNK"):
+        Image.open(path).load()  # what Pillow alone does
+    image = load_image(path)
+    assert image.shape == (1, 3, 30, 40)
+    assert (image[0, :, 0, 0] * 255).round().tolist() == [10, 200, 30]
+    monkeypatch.setattr(image_io, "METADATA_LIMIT", 2**20)  # a profile beyond the bound: say what the limit is
+    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)), str(path),
+                          "decompresses to over 1 MiB, the limit here", tmp_path=tmp_path, code=1)
+
+
+# mode -> (what the array holds, its dtype) -> expected 8-bit gray of (the left half, the right half)
+FLOAT_CASES = {
+    "F_0_1": ("F", "float32", (0.25, 0.75), (64, 191)),
+    "F_0_255": ("F", "float32", (64.0, 191.0), (64, 191)),
+    "F_0_65535": ("F", "float32", (16448.0, 49087.0), (64, 191)),
+    "F_negative": ("F", "float32", (-1.0, 1.0), (0, 255)),
+    "F_huge": ("F", "float32", (1e6, 4e6), (0, 255)),
+    "I_0_255": ("I", "int32", (64, 191), (64, 191)),
+    "I_0_65535": ("I", "int32", (16448, 49087), (64, 191)),
+    "I_beyond_16_bit": ("I", "int32", (100_000, 400_000), (0, 255)),
+    "I_negative": ("I", "int32", (-50, 50), (0, 255)),
+    "I;16_0_65535": ("I;16", "uint16", (16448, 49087), (64, 191)),
+    "I;16_dark": ("I;16", "uint16", (0, 255), (0, 1)),
+}
+
+
+def make_high_depth(tmp_path: Path, case: str) -> Path:
+    mode, dtype, (left, right), _ = FLOAT_CASES[case]
+    array = np.full((30, 40), left, dtype=dtype)
+    array[:, 20:] = right
+    image = Image.fromarray(array) if mode == "I;16" else Image.fromarray(array, mode=mode)
+    assert image.mode == mode
+    path = tmp_path / f"{case.replace(';', '')}.{'png' if mode == 'I;16' else 'tif'}"
+    image.save(path)
+    with Image.open(path) as reopened:
+        assert reopened.mode == mode
+    return path
+
+
+@pytest.mark.parametrize("case", list(FLOAT_CASES))
+def test_float_and_32_bit_images_are_scaled_by_their_range(tmp_path, case):
+    expected = FLOAT_CASES[case][3]
+    image = load_image(make_high_depth(tmp_path, case))
+    gray = (image[0] * 255).round()
+    assert torch.equal(gray[0], gray[1]) and torch.equal(gray[1], gray[2])  # gray
+    assert (gray[0, 0, 0].item(), gray[0, -1, -1].item()) == expected
+
+
+def test_a_float_image_is_not_blacked_out_end_to_end(tmp_path):
+    main(args(tmp_path, "--data.content", str(make_high_depth(tmp_path, "F_0_1")), "--trainer.max_steps", "1"))
+    out = np.asarray(Image.open(tmp_path / "out" / "out.png").convert("L"), dtype=float)
+    assert out[:, :8].mean() == pytest.approx(64, abs=12) and out[:, -8:].mean() == pytest.approx(191, abs=12)
+
+
+def test_a_float_image_with_nan_is_refused(tmp_path, capsys):
+    array = np.full((30, 40), 0.5, dtype="float32")
+    array[3, 3] = np.nan
+    path = tmp_path / "nan.tif"
+    Image.fromarray(array, mode="F").save(path)
+    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)), str(path),
+                          "has NaN or infinite pixel values", tmp_path=tmp_path, code=1)
 
 
 def test_parse_errors_are_one_line_but_help_still_works(capsys):

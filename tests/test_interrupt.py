@@ -121,3 +121,21 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_image(
     # The image kept is the one the snapshot of that step shows; no later snapshot was written.
     assert torch.equal(read_png(last_good), read_png(tmp_path / f"out_step{last_good_step:05d}.png"))
     assert not (tmp_path / f"out_step{last_good_step + 10:05d}.png").exists()
+
+
+def test_ctrl_c_while_the_command_is_still_importing_exits_130_with_one_line(tmp_path):
+    env = dict(os.environ, OMP_NUM_THREADS="1", NST_LIGHTNING_DISABLE_PLUGIN_AUTOLOAD="1")
+    command = [sys.executable, "-m", "nst_lightning.cli", *run_args(tmp_path, "ImageAdam", 100_000)]
+    child = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    maps = Path(f"/proc/{child.pid}/maps")
+    try:
+        deadline = time.monotonic() + 60
+        while "libtorch" not in maps.read_text():  # torch is being imported: the command's first seconds
+            assert child.poll() is None and time.monotonic() < deadline
+            time.sleep(0.005)
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=120)
+    finally:
+        child.kill()
+    assert child.returncode == 130
+    assert err == "nst-lightning: error: interrupted\n" and out == ""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import io
+import sys
+
 import lightning.pytorch as pl
 import pytest
 from lightning.pytorch.callbacks import TQDMProgressBar
 from lightning.pytorch.trainer.connectors.logger_connector import result
 
 from nst_lightning.callbacks import progress_bar
-from nst_lightning.callbacks.progress_bar import LossProgressBar
+from nst_lightning.callbacks.progress_bar import LossProgressBar, PlainProgress
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.data import StyleTransferData
 from nst_lightning.model.backbones.vgg import VGG19
@@ -62,7 +65,14 @@ def _cli(tmp_path, *extra: str):
     )
 
 
-def test_cli_uses_the_loss_progress_bar_unless_the_bar_is_off_or_configured(tmp_path):
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def test_cli_uses_the_loss_progress_bar_unless_the_bar_is_off_or_configured(tmp_path, monkeypatch):
+    assert type(_cli(tmp_path).trainer.progress_bar_callback) is PlainProgress  # stderr is not a terminal here
+    monkeypatch.setattr(sys, "stderr", FakeTerminal())
     assert type(_cli(tmp_path).trainer.progress_bar_callback) is LossProgressBar
     assert _cli(tmp_path, "--trainer.enable_progress_bar", "false").trainer.progress_bar_callback is None
     configured = _cli(

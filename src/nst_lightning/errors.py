@@ -8,6 +8,8 @@ init value of a plugin's component is reported like a built-in one's.
 
 from __future__ import annotations
 
+import signal
+
 
 class NstLightningError(Exception):
     """An error reported to the user as one line, ``nst-lightning: error: <message>``.
@@ -34,3 +36,16 @@ class ConfigError(NstLightningError):
 
 class ConfigValueError(NstLightningError, ValueError):
     """A config value out of its range (also a ``ValueError``, for code that catches those)."""
+
+
+class Interrupted(BaseException):
+    """Ctrl-C (or a second SIGTERM) that stops the command at once; it exits with ``128 + signum`` (130 for Ctrl-C).
+
+    A ``BaseException``, as ``KeyboardInterrupt``, so that no ``except Exception`` swallows it; but not a
+    ``KeyboardInterrupt``, which Lightning's ``Trainer.fit`` turns into exit status 1.
+    """
+
+    def __init__(self, signum: int = signal.SIGINT) -> None:
+        self.signum = int(signum)
+        self.exit_code = 128 + self.signum
+        super().__init__(f"interrupted by {signal.Signals(self.signum).name}")

@@ -22,11 +22,28 @@ def _umask() -> int:
     return mask
 
 
-@contextmanager
-def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
-    """A temporary path beside ``path`` for a writer that takes a file name; on success it replaces ``path``.
+def _publish(tmp: str, path: Path, replace: bool) -> None:
+    """Give the finished ``tmp`` the name ``path``: a rename, or with ``replace=False`` a hard link that
+    fails with :class:`FileExistsError` if ``path`` exists (checking and creating are one atomic step)."""
+    if replace:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        raise
+    except OSError:  # a file system without hard links: an exclusive placeholder, then the rename
+        os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        os.replace(tmp, path)
 
-    On any failure (an exception, Ctrl-C) the temporary file is removed and ``path`` is untouched.
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, replace: bool = True) -> Iterator[Path]:
+    """A temporary path beside ``path`` for a writer that takes a file name; on success it becomes ``path``.
+
+    With ``replace=False`` an existing ``path`` (even one that appeared while the file was written) is
+    never replaced: :class:`FileExistsError` is raised instead. On any failure (an exception, Ctrl-C)
+    the temporary file is removed and ``path`` is untouched.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -35,15 +52,15 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; a finished file gets the usual mode
-        os.replace(tmp, path)
+        _publish(tmp, path, replace)
     finally:
         Path(tmp).unlink(missing_ok=True)
 
 
 @contextmanager
-def atomic_write(path: str | os.PathLike, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path`` for writing; on success it replaces ``path``."""
-    with atomic_path(path) as tmp, open(tmp, mode) as f:
+def atomic_write(path: str | os.PathLike, mode: str = "wb", replace: bool = True) -> Iterator[IO]:
+    """Open a temporary file beside ``path`` for writing; on success it becomes ``path`` (see :func:`atomic_path`)."""
+    with atomic_path(path, replace) as tmp, open(tmp, mode) as f:
         yield f
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import lightning.pytorch as pl
 
-from nst_lightning.errors import NstLightningError
+from nst_lightning.errors import Interrupted, NstLightningError
 from nst_lightning.files import atomic_path, beside
 from nst_lightning.image.io import png_metadata, save_png
 
@@ -54,7 +54,7 @@ class InterruptSaver(pl.Callback):
 
     def _request_stop(self, signum: int, frame: object) -> None:
         if self.signum is not None:
-            raise KeyboardInterrupt
+            raise Interrupted(signum)
         self.signum = signum
         _say(f"{signal.Signals(signum).name} received: saving after this step (send it again to stop at once)")
 
@@ -96,7 +96,7 @@ class InterruptSaver(pl.Callback):
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore()
         image = getattr(pl_module, "image", None)
-        if isinstance(exception, KeyboardInterrupt) and image is not None and trainer.is_global_zero:
+        if isinstance(exception, (Interrupted, KeyboardInterrupt)) and image is not None and trainer.is_global_zero:
             save_png(pl_module.output_image(), self.image_path, png_metadata(trainer.global_step))
             _say(f"stopped at once: image saved to {self.image_path} (no checkpoint)")
 

@@ -1,11 +1,13 @@
-"""The progress bar: Lightning's TQDM bar, showing the losses without a host sync on every step."""
+"""Progress: Lightning's TQDM bar on a terminal, plain lines without one; the losses without a host sync per step."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
+from typing import TextIO
 
 import lightning.pytorch as pl
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from torch import Tensor
 
 
@@ -37,3 +39,39 @@ class LossProgressBar(TQDMProgressBar):
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
         return {**super().get_metrics(trainer, pl_module), **self.losses(pl_module)}
+
+
+class PlainProgress(ProgressBar):
+    """Progress without a terminal: one plain line per logging step, ``step 10/200  loss/content 1.2 ...``.
+
+    A bar redraws itself with a carriage return on every step: in a log file that is one line per
+    step. This prints only when the module has logged new losses (every ``trainer.log_every_n_steps``
+    steps, the first and the last), to ``stream`` (stderr by default).
+    """
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        super().__init__()
+        self.stream = stream
+        self.enabled = True
+        self._shown_step: int | None = None
+
+    def disable(self) -> None:
+        self.enabled = False
+
+    def enable(self) -> None:
+        self.enabled = True
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = getattr(pl_module, "logged_step", None)
+        if not self.enabled or step is None or step == self._shown_step:
+            return
+        self._shown_step = step
+        total = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""
+        losses = "  ".join(f"{name} {value:.4g}" for name, value in to_numbers(pl_module.logged_losses).items())
+        print(f"step {step}{total}  {losses}".rstrip(), file=self.stream or sys.stderr, flush=True)
+
+
+def progress_for(stream: TextIO) -> ProgressBar:
+    """The bar on a terminal, plain lines otherwise (output redirected to a file or a pipe)."""
+    is_terminal = getattr(stream, "isatty", None)
+    return LossProgressBar() if is_terminal is not None and is_terminal() else PlainProgress()

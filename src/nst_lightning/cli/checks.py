@@ -40,6 +40,12 @@ def check_config_files(argv: list[str]) -> None:
             continue  # jsonargparse reports it (or it is inline YAML)
         try:
             with open(path, encoding="utf-8") as f:
-                yaml.safe_load(f)
+                config = yaml.safe_load(f)
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
             raise ConfigFileError(f"config {path!r} is not valid YAML: {one_line(str(exc))}") from None
+        if not isinstance(config, dict):
+            found = "empty" if config is None else f"a YAML {type(config).__name__}"
+            raise ConfigFileError(
+                f"config {path!r} is {found}; a config must be a YAML mapping of keys such as "
+                "'trainer:', 'model:', 'data:' (see configs/default.yaml)"
+            )

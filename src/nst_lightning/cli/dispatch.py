@@ -7,8 +7,12 @@ registered class and configs can name them by their short class names.
 from __future__ import annotations
 
 import os
+import signal
 import sys
+import threading
 import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
 from nst_lightning.cli.checks import check_config_files
@@ -19,7 +23,10 @@ from nst_lightning.cli.messages import (
     error,
     exit_code,
     filter_known_warnings,
+    filter_lightning_tips,
+    show_plugin_warnings_plainly,
 )
+from nst_lightning.errors import Interrupted
 from nst_lightning.plugin.listing import format_plugins
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.sweep.command import sweep_main
@@ -27,13 +34,33 @@ from nst_lightning.sweep.command import sweep_main
 DEBUG_ENV = "NST_LIGHTNING_DEBUG"
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise Interrupted(signum)
+
+
+@contextmanager
+def ctrl_c_raises_interrupted() -> Iterator[None]:
+    """During a ``fit``, Ctrl-C raises :class:`~nst_lightning.errors.Interrupted` rather than ``KeyboardInterrupt``
+    (which Lightning turns into exit status 1), so that it ends the command with status 130 at any moment; during
+    the steps the ``InterruptSaver`` takes over (it finishes the step and saves first)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, _interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def main(args: list[str] | None = None) -> None:
-    """Entry point of the ``nst-lightning`` command."""
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
     argv = [a for a in argv if a != "--debug"]
     registry = None
     filter_known_warnings()
+    filter_lightning_tips()
+    show_plugin_warnings_plainly()
     try:
         if argv[:1] == ["plugins"]:
             print(format_plugins(load_plugins()))
@@ -46,12 +73,13 @@ def main(args: list[str] | None = None) -> None:
         check_config_files(argv)
         registry = load_plugins().registry
         check_component_names(argv, registry)
-        build_cli(argv)
+        with ctrl_c_raises_interrupted():
+            build_cli(argv)
     except SystemExit:
         raise
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, Interrupted) as exc:
         error("interrupted")
-        raise SystemExit(130) from None
+        raise SystemExit(getattr(exc, "exit_code", 130)) from None
     except RunInterrupted as exc:
         print(f"nst-lightning: {exc}", file=sys.stderr)
         raise SystemExit(exc.exit_code) from None

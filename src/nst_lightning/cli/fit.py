@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import sys
 from typing import Any
 
 from jsonargparse import Namespace
@@ -13,10 +14,12 @@ from nst_lightning.callbacks.image_writer import ImageWriter
 from nst_lightning.callbacks.interrupt import InterruptSaver
 from nst_lightning.callbacks.multiscale import MultiScale  # noqa: F401 - imported so configs can name the callback ``MultiScale``
 from nst_lightning.callbacks.nonfinite_guard import NonFiniteGuard
-from nst_lightning.callbacks.progress_bar import LossProgressBar
-from nst_lightning.cli.messages import filter_known_warnings
+from nst_lightning.callbacks.progress_bar import progress_for
+from nst_lightning.cli.memory_check import check_memory
+from nst_lightning.cli.messages import filter_known_warnings, filter_lightning_tips
+from nst_lightning.cli.prechecks import check_checkpoint, check_max_steps
 from nst_lightning.data import StyleTransferData
-from nst_lightning.errors import ConfigError
+from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.heap import release_freed_memory
 from nst_lightning.model.style_transfer import (
     DEFAULT_BACKBONE,
@@ -38,6 +41,7 @@ TRAINER_DEFAULTS = {
     "max_steps": 200,
     "log_every_n_steps": 10,
     "benchmark": True,  # cudnn.benchmark: the image size is fixed for the whole run
+    "enable_model_summary": False,  # a table of one parameter and a frozen backbone; --trainer.enable_model_summary true
 }
 
 
@@ -127,16 +131,37 @@ class StyleTransferCLI(LightningCLI):
         guards = [NonFiniteGuard(writer.output), InterruptSaver(writer.output)]
         # The losses in the progress bar without a host sync per step, unless the bar is off or configured.
         bar_on = trainer_config.get("enable_progress_bar") is not False
-        bar = [LossProgressBar()] if bar_on and not any(isinstance(c, ProgressBar) for c in user) else []
+        bar = [progress_for(sys.stderr)] if bar_on and not any(isinstance(c, ProgressBar) for c in user) else []
         return super().instantiate_trainer(callbacks=[*user, *bar, *guards, writer], **kwargs)
 
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the checkpoint's hyperparameters right after parsing: check the file first.
+        if self.config.get("subcommand"):
+            check_checkpoint(self.config[self.config.subcommand].get("ckpt_path"))
+        super()._parse_ckpt_path()
+
+    def _set_seed(self) -> None:
+        try:
+            super()._set_seed()
+        except ValueError as exc:  # out of numpy's range: Lightning's message does not name the key
+            raise ConfigValueError(str(exc), key="seed_everything") from None
+
+    def _run_subcommand(self, subcommand: str) -> None:
+        try:
+            super()._run_subcommand(subcommand)
+        finally:
+            self.image_writer.release()  # the output's claim, on every way out of the run
+
     def before_fit(self) -> None:
+        """The checks that need the built run, before anything large is allocated."""
+        check_max_steps(self.trainer.max_steps)
         if self.trainer.world_size > 1:
             raise ConfigError(
                 f"--trainer.devices gives {self.trainer.world_size} processes, but one style transfer optimizes one "
                 "image: data parallelism would average the gradients of identical copies. Use --trainer.devices 1, "
                 "and 'nst-lightning sweep' to run many settings on many devices"
             )
+        check_memory(self.model, self.datamodule, self.trainer.strategy.root_device)
 
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
@@ -146,6 +171,7 @@ class StyleTransferCLI(LightningCLI):
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferCLI:
     filter_known_warnings()
+    filter_lightning_tips()
     return StyleTransferCLI(
         StyleTransfer,
         StyleTransferData,

@@ -9,6 +9,7 @@ the key and the reasons, and drops the rest.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 import warnings
@@ -16,6 +17,7 @@ import warnings
 from jsonargparse import ArgumentError
 
 from nst_lightning.errors import NstLightningError
+from nst_lightning.plugin.manager import PluginImportWarning
 from nst_lightning.plugin.registry import Registry
 
 # Lines of jsonargparse's union reports that say nothing about what is wrong.
@@ -87,9 +89,50 @@ def filter_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"Starting from v1\.9\.0, `tensorboardX` has been removed")
     # main() passes the arguments itself (after taking out --debug).
     warnings.filterwarnings("ignore", message=r"LightningCLI's args parameter is intended to run from within Python")
+    # A run shorter than --trainer.log_every_n_steps: the module logs its first and last steps anyway.
+    warnings.filterwarnings("ignore", message=r"The number of training batches \(\d+\) is smaller than the logging interval")
     # Resuming (--ckpt_path) from a checkpoint saved mid-epoch: every batch is the same empty item and the
     # step count is restored, so restarting the epoch's data loader changes nothing.
     warnings.filterwarnings("ignore", message=r"(?s).*resuming from a checkpoint that ended before the epoch ended")
+
+
+# Lightning's loggers that print its "💡 Tip" adverts (through rank_zero_info).
+TIP_LOGGERS = ("lightning.pytorch.utilities.rank_zero", "lightning.fabric.utilities.rank_zero")
+
+
+class DropTips(logging.Filter):
+    """Drops Lightning's "💡 Tip: ... try installing ..." notices; every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).lstrip().startswith("💡 Tip")
+
+
+def filter_lightning_tips() -> None:
+    """Silence Lightning's adverts for its cloud products, and nothing else it logs."""
+    for name in TIP_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, DropTips) for f in logger.filters):
+            logger.addFilter(DropTips())
+
+
+def show_plugin_warnings_plainly() -> None:
+    """Format a plugin's import failure as ``nst-lightning: warning: <text>``, without the core's source line.
+
+    Other warnings keep Python's format (``file:line: Category: text``), which helps their authors. Only
+    the format changes (``warnings.formatwarning``), so filters and recorders such as ``pytest.warns`` see
+    the warning as before.
+    """
+    original = warnings.formatwarning
+    if getattr(original, "plain_for_plugins", False):
+        return
+
+    def formatwarning(message, category, filename, lineno, line=None):
+        if issubclass(category, PluginImportWarning):
+            return f"nst-lightning: warning: {message}\n"
+        return original(message, category, filename, lineno, line)
+
+    formatwarning.plain_for_plugins = True
+    warnings.formatwarning = formatwarning
 
 
 def error(message: str) -> None:

@@ -22,15 +22,47 @@ class ImageError(NstLightningError):
     """An input image cannot be used."""
 
 
+# Pillow refuses PNG text and ICC chunks that decompress to more than PngImagePlugin.MAX_TEXT_CHUNK (1 MiB):
+# a guard against decompression bombs. The pixels do not depend on them, so an image refused for that alone
+# is opened again with this larger bound, and its profile dropped (the run does not colour-manage).
+METADATA_LIMIT = 256 * 2**20
+
+
+class _NotFinite(ValueError):
+    """A floating-point image with NaN or infinite values."""
+
+
+def gray_range(array: np.ndarray, mode: str) -> tuple[float, float]:
+    """The (black, white) values of a single-channel image of Pillow ``mode`` (``F``, ``I``, ``I;16``...).
+
+    16-bit images span 0–65535. Floating-point and 32-bit integer images are taken in the first of
+    the usual ranges that holds all their values (0–1 for floating point, then 0–255, then 0–65535);
+    values outside all of them (negative, or beyond 65535) are scaled by the image's own minimum and maximum.
+    """
+    if mode.startswith("I;16"):
+        return 0.0, 65535.0
+    low, high = (float(array.min()), float(array.max())) if array.size else (0.0, 0.0)
+    candidates = (1.0, 255.0, 65535.0) if mode == "F" else (255.0, 65535.0)
+    for white in candidates:
+        if low >= 0 and high <= white:
+            return 0.0, white
+    return low, high if high > low else low + 1.0
+
+
+def _scaled_gray(image: Image.Image) -> Image.Image:
+    """A high-bit-depth single-channel image as 8-bit RGB, scaled by :func:`gray_range` (never clipped to black)."""
+    array = np.asarray(image, dtype=np.float64)
+    if not np.isfinite(array).all():
+        raise _NotFinite("has NaN or infinite pixel values")
+    black, white = gray_range(array, image.mode)
+    gray = torch.from_numpy(((array - black) / (white - black)).astype("float32")).clamp(0, 1)
+    return to_pil_image(gray.mul(255).round().to(torch.uint8).unsqueeze(0).expand(3, -1, -1).contiguous())
+
+
 def _to_rgb(image: Image.Image) -> Image.Image:
-    """RGB from any mode: alpha is composited over white, 16-bit is scaled, CMYK and palettes converted."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = torch.from_numpy(np.asarray(image, dtype="float32"))
-        peak = 65535.0 if image.mode.startswith("I;16") or array.max() > 255 else 255.0
-        gray = (array / peak).clamp(0, 1)
-        return to_pil_image(gray.unsqueeze(0).expand(3, -1, -1).contiguous())
-    if image.mode == "F":
-        return image.convert("L").convert("RGB")
+    """RGB from any mode: alpha is composited over white, high bit depths are scaled, CMYK and palettes converted."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F"):
+        return _scaled_gray(image)
     if image.mode == "P" and "transparency" in image.info:
         image = image.convert("RGBA")
     if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
@@ -40,29 +72,64 @@ def _to_rgb(image: Image.Image) -> Image.Image:
     return image.convert("RGB")
 
 
+def _decode(path: Path) -> Image.Image:
+    with Image.open(path) as image:
+        image.load()
+        image = ImageOps.exif_transpose(image)
+        return _to_rgb(image)
+
+
+def _decode_with_large_metadata(path: Path) -> Image.Image:
+    """:func:`_decode` with Pillow's PNG text/ICC limit raised to ``METADATA_LIMIT``; the profile is dropped."""
+    before = PngImagePlugin.MAX_TEXT_CHUNK
+    PngImagePlugin.MAX_TEXT_CHUNK = METADATA_LIMIT
+    try:
+        image = _decode(path)
+    finally:
+        PngImagePlugin.MAX_TEXT_CHUNK = before
+    image.info.pop("icc_profile", None)
+    return image
+
+
 def open_rgb(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open ``path`` as an RGB Pillow image, honouring EXIF orientation. Errors name the file."""
     p = Path(path)
+    name = f"{what} {str(p)!r}"
     if not p.exists():
-        raise ImageError(f"{what} {str(p)!r} does not exist")
+        raise ImageError(f"{name} does not exist")
     if p.is_dir():
-        raise ImageError(f"{what} {str(p)!r} is a directory, not an image file")
+        raise ImageError(f"{name} is a directory, not an image file")
+    if not p.is_file():
+        raise ImageError(f"{name} is not a regular file (a FIFO, socket or device); give an image file")
     if p.stat().st_size == 0:
-        raise ImageError(f"{what} {str(p)!r} is an empty file")
+        raise ImageError(f"{name} is an empty file")
     try:
-        with Image.open(p) as image:
-            image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+        try:
+            return _decode(p)
+        except ValueError as exc:
+            if "MAX_TEXT_CHUNK" not in str(exc):
+                raise
+            return _decode_with_large_metadata(p)
+    except _NotFinite as exc:
+        raise ImageError(f"{name} {exc}; only finite values can be scaled to colours") from None
     except Image.DecompressionBombError as exc:
         raise ImageError(
-            f"{what} {str(p)!r} is too large to open safely ({exc}); shrink it first: "
+            f"{name} is too large to open safely ({exc}); shrink it first: "
             "the run resizes it to --data.size pixels on the long edge anyway"
         ) from None
     except UnidentifiedImageError:
-        raise ImageError(f"{what} {str(p)!r} is not an image file Pillow can read") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageError(f"{what} {str(p)!r} is truncated or corrupt ({exc})") from None
+        raise ImageError(f"{name} is not an image file Pillow can read") from None
+    except PermissionError:
+        raise ImageError(f"{name} cannot be read: permission denied") from None
+    except ValueError as exc:
+        if "MAX_TEXT_CHUNK" in str(exc):
+            raise ImageError(
+                f"{name} has a metadata chunk (text or ICC profile) that decompresses to over "
+                f"{METADATA_LIMIT // 2**20} MiB, the limit here; strip its metadata first"
+            ) from None
+        raise ImageError(f"{name} is truncated or corrupt ({exc})") from None
+    except (OSError, SyntaxError) as exc:
+        raise ImageError(f"{name} is truncated or corrupt ({exc})") from None
 
 
 def resize_long_edge(image: Image.Image, long_edge: int) -> Image.Image:
@@ -104,11 +171,16 @@ def png_metadata(step: int, config: str | None = None) -> dict[str, str]:
     return meta
 
 
-def save_png(image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None) -> Path:
-    """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename."""
+def save_png(
+    image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None, replace: bool = True
+) -> Path:
+    """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename.
+
+    With ``replace=False`` an existing ``path`` is never replaced (:class:`FileExistsError`).
+    """
     info = PngImagePlugin.PngInfo()
     for key, value in (metadata or {}).items():
         info.add_itxt(key, value)
-    with atomic_write(path) as f:
+    with atomic_write(path, replace=replace) as f:
         to_pil(image).save(f, format="PNG", pnginfo=info)
     return Path(path)

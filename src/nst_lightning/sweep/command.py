@@ -71,6 +71,17 @@ class Progress:
               flush=True)
 
 
+def check_foreign_files(sweep: Sweep, points: list[Point]) -> None:
+    """Refuse the sweep if a point would replace a file that the manifest does not list as the sweep's own."""
+    listed = {record.get("output") for record in read_manifest(sweep.output_dir).values()}
+    foreign = [path for path in (output_path(sweep, p) for p in points) if path.exists() and str(path) not in listed]
+    if foreign:
+        raise SweepError(
+            f"{len(foreign)} point(s) would replace a file that is not this sweep's (not in its manifest), "
+            f"the first {str(foreign[0])!r}; pass --overwrite to replace them, or choose another --output_dir"
+        )
+
+
 def default_workers() -> int:
     return max(1, torch.cuda.device_count())
 
@@ -83,11 +94,17 @@ def run_sweep(
     address: str | None = None,
     dry_run: bool = False,
     contact_sheet: bool = True,
+    overwrite: bool = False,
 ) -> dict[str, Record]:
-    """Run the sweep's unfinished points and return every point's record (also in the manifest)."""
+    """Run the sweep's unfinished points and return every point's record (also in the manifest).
+
+    A point's image never replaces a file that the manifest does not list as the sweep's own, unless ``overwrite``.
+    """
     previous = read_manifest(sweep.output_dir, sweep.fixed)
     records = {p.name: previous[p.name] for p in sweep.points if is_finished(previous.get(p.name), p)}
     todo = [p for p in sweep.points if p.name not in records]
+    if not overwrite:
+        check_foreign_files(sweep, todo)
     for p in todo:
         records[p.name] = _record(p, output_path(sweep, p), "pending")
     write_manifest(sweep, records)
@@ -129,6 +146,8 @@ def parser() -> argparse.ArgumentParser:
                    help="most points per batched run (1: every point alone)")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
     p.add_argument("--dry_run", action="store_true", help="plan and place the points without running them")
+    p.add_argument("--overwrite", action="store_true",
+                   help="let points replace files in the output directory that the sweep's manifest does not list")
     return p
 
 
@@ -140,7 +159,8 @@ def sweep_main(argv: list[str], build: Callable[[list[str]], Any]) -> None:
     if args.max_batch < 1:
         raise SweepError(f"--max_batch must be at least 1, not {args.max_batch}")
     sweep = build_sweep(args.config, args.sweep, args.set, args.output_dir, build)
-    records = run_sweep(sweep, args.backend, args.max_batch, args.workers, args.address, args.dry_run)
+    records = run_sweep(sweep, args.backend, args.max_batch, args.workers, args.address, args.dry_run,
+                        overwrite=args.overwrite)
     failed = [r["name"] for r in records.values() if r["status"] == "failed"]
     if failed:
         raise SweepError(f"{len(failed)} of {len(records)} points failed ({', '.join(failed)}); "

@@ -90,8 +90,11 @@ def final_losses(cli) -> list[dict[str, float]]:
 
 def _fit(cli) -> None:
     """What ``nst-lightning fit`` does with the built objects: the CLI's checks, then ``trainer.fit``."""
-    cli.before_fit()
-    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    try:
+        cli.before_fit()
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    finally:
+        cli.image_writer.release()  # the output's claim, on every way out of the run
 
 
 def run_point(sweep: Sweep, point: Point) -> Record:

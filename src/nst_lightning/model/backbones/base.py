@@ -8,6 +8,7 @@ from collections.abc import Collection
 from torch import Tensor, nn
 
 from nst_lightning.errors import ConfigValueError
+from nst_lightning.model.memory_estimate import FeatureLayer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -38,6 +39,10 @@ class Backbone(nn.Module, abc.ABC):
 
     def truncate(self, layers: Collection[str]) -> None:
         """Drop what is not needed to compute ``layers``. Optional."""
+
+    def feature_layers(self) -> list[FeatureLayer] | None:
+        """The layers the backbone runs, in order, for the memory estimate; None when unknown (no pre-check)."""
+        return None
 
     def check_layers(self, layers: Collection[str]) -> None:
         unknown = [name for name in layers if name not in self.layer_names]

@@ -16,6 +16,7 @@ from nst_lightning.model.backbones.weights import (
     caffe_vgg19_conv_weights,
     load_state_dict,
 )
+from nst_lightning.model.memory_estimate import FeatureLayer
 
 CAFFE_MEAN_BGR = (103.939, 116.779, 123.68)
 
@@ -118,6 +119,20 @@ class _VGG(Backbone):
         except RuntimeError as exc:
             first = str(exc).strip().splitlines()[0]
             raise WeightsError(f"weights {weights!r} do not fit {type(self).__name__}: {first}") from None
+
+    def feature_layers(self) -> list[FeatureLayer]:
+        """Every layer still in ``features``: a convolution keeps its float32 output (the in-place ReLU after it
+        nothing more), a max-pool its output and its int64 indices, an average pool its output."""
+        out, stride = [], 1
+        for name, module in zip(self._names, self.features):
+            if isinstance(module, nn.Conv2d):
+                out.append(FeatureLayer(name, module.out_channels, stride, 4))
+            elif isinstance(module, nn.ReLU):
+                out.append(FeatureLayer(name, out[-1].channels, stride, 0))
+            else:
+                stride *= 2
+                out.append(FeatureLayer(name, out[-1].channels, stride, 12 if isinstance(module, nn.MaxPool2d) else 4))
+        return out
 
     def truncate(self, layers: Collection[str]) -> None:
         self.check_layers(layers)

@@ -1,0 +1,182 @@
+"""The memory pre-check: the estimate (a pure function, calibrated against real runs' peak memory) and the
+refusal of a run that cannot fit, before anything large is allocated."""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nst_lightning.available_memory import (
+    _cgroup_available,
+    _meminfo_available,
+    available_bytes,
+)
+from nst_lightning.cli import main, memory_check
+from nst_lightning.cli.fit import build_cli
+from nst_lightning.model.backbones.vgg import VGG19
+from nst_lightning.model.memory_estimate import (
+    FIXED_BYTES,
+    estimate_bytes,
+    estimate_parts,
+    largest_fitting_size,
+)
+
+from .conftest import CONTENT, ROOT, STYLE
+
+DEFAULT = ROOT / "configs" / "default.yaml"
+LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
+
+
+@pytest.fixture(scope="module")
+def vgg_layers():
+    vgg = VGG19(weights="none")
+    vgg.truncate(LAYERS)
+    return vgg.feature_layers()
+
+
+def test_vgg_describes_its_layers(vgg_layers):
+    assert [layer.name for layer in vgg_layers][:5] == ["conv1_1", "relu1_1", "conv1_2", "relu1_2", "pool1"]
+    assert vgg_layers[-1].name == "relu5_1" and len(vgg_layers) == 30
+    pool1, relu5_1 = vgg_layers[4], vgg_layers[-1]
+    assert (pool1.channels, pool1.stride, pool1.keeps) == (64, 2, 12)  # output and int64 indices
+    assert (relu5_1.channels, relu5_1.stride, relu5_1.keeps) == (512, 16, 0)  # in place
+
+
+def test_the_estimate_is_linear_in_pixels_and_batch(vgg_layers):
+    one = estimate_bytes(192, 256, 1, vgg_layers, LAYERS) - FIXED_BYTES
+    assert estimate_bytes(384, 512, 1, vgg_layers, LAYERS) - FIXED_BYTES == pytest.approx(4 * one, rel=1e-6)
+    assert estimate_bytes(192, 256, 3, vgg_layers, LAYERS) - FIXED_BYTES == pytest.approx(3 * one, rel=0.02)
+
+
+def test_the_optimizer_state_is_counted_exactly(vgg_layers):
+    pixels = 192 * 256
+    parts = {h: estimate_parts(192, 256, 2, vgg_layers, LAYERS, "lbfgs", h)["optimizer"] for h in (10, 100)}
+    assert parts[100] - parts[10] == 2 * 90 * 2 * 3 * pixels * 4  # two vectors per history entry, per image
+    assert estimate_parts(192, 256, 1, vgg_layers, LAYERS, "ImageAdam")["optimizer"] == 3 * 3 * pixels * 4
+
+
+def test_activation_checkpointing_keeps_less(vgg_layers):
+    plain = estimate_parts(768, 1024, 1, vgg_layers, LAYERS)["activations"]
+    checkpointed = estimate_parts(768, 1024, 1, vgg_layers, LAYERS, activation_checkpointing=True)["activations"]
+    assert checkpointed < 0.75 * plain
+    # Keeping only relu5_1 spans one long segment, which is computed again whole: more than keeping every layer.
+    assert estimate_parts(768, 1024, 1, vgg_layers, ["relu5_1"], activation_checkpointing=True)["activations"] > \
+        estimate_parts(768, 1024, 1, vgg_layers, LAYERS, activation_checkpointing=True)["activations"]
+
+
+def test_largest_fitting_size_is_the_largest_multiple_of_16():
+    assert largest_fitting_size(1000, 20000, lambda edge: edge * edge) == 16 * 1
+    assert largest_fitting_size(100 * 100, 20000, lambda edge: edge * edge) == 96
+    assert largest_fitting_size(10, 20000, lambda edge: edge * edge) == 0
+
+
+def test_available_memory_from_meminfo_and_a_cgroup_limit(tmp_path):
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:    8000000 kB\n")
+    assert _meminfo_available(meminfo) == 8_000_000 * 1024
+    (tmp_path / "memory.max").write_text("max\n")
+    assert _cgroup_available(tmp_path) is None
+    (tmp_path / "memory.max").write_text("1000000\n")
+    (tmp_path / "memory.current").write_text("400000\n")
+    assert _cgroup_available(tmp_path) == 600_000
+    assert 0 < available_bytes("cpu") <= (_meminfo_available() or float("inf"))
+
+
+def fit_args(tmp_path: Path, size: int, *extra: str) -> list[str]:
+    return [
+        "fit", "--config", str(DEFAULT), "--data.content", str(CONTENT), "--data.style", str(STYLE),
+        "--data.size", str(size), "--model.backbone.init_args.weights", "none", "--trainer.max_steps", "1",
+        "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+        "--trainer.enable_progress_bar", "false", "--output", str(tmp_path / "out.png"), *extra,
+    ]
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_a_run_that_cannot_fit_is_refused_before_anything_large_is_allocated(tmp_path, capsys, monkeypatch,
+                                                                             checkpointing):
+    budget = 400 * 2**20
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: budget)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    extra = ["--model.backbone.init_args.activation_checkpointing", "true"] if checkpointing else []
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(tmp_path, 20000, *extra))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert grown_mb < 200  # a 20000 px run would take over 1000 GiB
+    assert exit_info.value.code == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("nst-lightning: error: data.size: a 20000 px run needs about ")
+    assert "GiB of memory" in line and "but cpu has 400 MiB available" in line
+    fits = int(line.split("the largest that fits is --data.size ")[1].split(",")[0].split(";")[0])
+    assert 256 <= fits < 600 and fits % 16 == 0
+    cli_args = fit_args(tmp_path, fits, *extra)
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: None)  # build it for the estimate only
+    cli = build_cli(cli_args[1:], run=False)
+
+    def estimate(edge: int) -> int:
+        return memory_check.run_estimate(cli.model, cli.datamodule, edge, checkpointing)
+
+    assert estimate(fits) <= budget < estimate(fits + 16)
+    if not checkpointing:
+        more = int(line.split("activation_checkpointing true up to ")[1])
+        assert more > fits
+    else:
+        assert "activation_checkpointing" not in line
+    assert not (tmp_path / "out.png").exists()
+
+
+def test_a_run_that_fits_is_not_refused(tmp_path, monkeypatch):
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: 400 * 2**20)
+    main(fit_args(tmp_path, 64))
+    assert (tmp_path / "out.png").exists()
+
+
+# -- calibration: the estimate against the peak memory of real runs -------------------------------------
+
+CHILD = """
+import json, sys
+from pathlib import Path
+from nst_lightning.cli.fit import build_cli
+from nst_lightning.cli.memory_check import run_estimate
+from nst_lightning.heap import release_freed_memory
+
+def status(key):
+    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
+    return int(line.split()[1]) * 1024
+
+cli = build_cli(sys.argv[1:], run=False)
+cli.before_fit()
+estimate = run_estimate(cli.model, cli.datamodule, cli.datamodule.size, cli.model.backbone.activation_checkpointing)
+release_freed_memory()
+Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from here
+base = status("VmRSS")
+cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+print(json.dumps({"peak": status("VmHWM") - base, "estimate": estimate}))
+"""
+
+
+def measured_peak(tmp_path: Path, size: int, *extra: str) -> tuple[int, int]:
+    """(peak resident memory the run added, the estimate) for a real run in a child process."""
+    env = dict(os.environ, OMP_NUM_THREADS="2", NST_LIGHTNING_DISABLE_PLUGIN_AUTOLOAD="1")
+    child = subprocess.run([sys.executable, "-c", CHILD, *fit_args(tmp_path, size, "--trainer.max_steps", "3",
+                                                                    "--overwrite", "true", *extra)[1:]],
+                           env=env, cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert child.returncode == 0, child.stderr[-3000:]
+    result = json.loads(child.stdout.strip().splitlines()[-1])
+    return result["peak"], result["estimate"]
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's peak-RSS reset")
+@pytest.mark.parametrize(("size", "optimizer"), [(256, "ImageAdam"), (384, "ImageLBFGS")])
+def test_the_estimate_is_within_25_percent_of_a_real_runs_peak(tmp_path, size, optimizer):
+    extra = ["--model.optimizer", optimizer]
+    if optimizer == "ImageLBFGS":  # a short history, filled within the run's 3 steps
+        extra += ["--model.optimizer.init_args.history_size", "2"]
+    peak, estimate = measured_peak(tmp_path, size, *extra)
+    assert peak > 100 * 2**20  # the run did allocate its activations
+    assert 0.75 <= estimate / peak <= 1.25, (size, peak / 2**20, estimate / 2**20)
