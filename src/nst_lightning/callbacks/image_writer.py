@@ -33,6 +33,7 @@ class ImageWriter(pl.Callback):
         self.snapshot_every = snapshot_every
         self.config = config
         self.written: Path | None = None
+        self.extra_metadata: dict[str, str] = {}  # filled by QualityReport before the final image is written
 
     def check_output(self) -> None:
         if self.output.suffix.lower() != ".png":
@@ -44,7 +45,7 @@ class ImageWriter(pl.Callback):
         check_writable_directory(self.output.parent)
 
     def metadata(self, trainer: pl.Trainer) -> dict[str, str]:
-        return png_metadata(trainer.global_step, self.config)
+        return {**png_metadata(trainer.global_step, self.config), **self.extra_metadata}
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.check_output()

@@ -15,6 +15,7 @@ import yaml
 from nst_lightning.callbacks.interrupt import RunInterrupted
 from nst_lightning.cli.component_names import check_component_names
 from nst_lightning.cli.fit import build_cli
+from nst_lightning.cli.score import score_main
 from nst_lightning.cli.messages import (
     describe,
     error,
@@ -62,6 +63,9 @@ def main(args: list[str] | None = None) -> None:
     try:
         if argv[:1] == ["plugins"]:
             print(format_plugins(load_plugins()))
+            return
+        if argv[:1] == ["score"]:
+            score_main(argv[1:])
             return
         if argv[:1] == ["sweep"]:
             check_config_files(argv)
