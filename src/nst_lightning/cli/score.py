@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from nst_lightning.errors import ConfigError, ConfigValueError
+from nst_lightning.errors import ConfigError
 from nst_lightning.quality.scoring import format_score, score_file
 
 
@@ -42,16 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
 def score_main(argv: list[str]) -> None:
     args = build_parser().parse_args(argv)
     if args.size is not None and args.size < 16:
-        raise ConfigValueError(f"score: --size must be at least 16 pixels, not {args.size}")
+        raise ScoreUsageError(f"score: --size must be at least 16 pixels, not {args.size}")
     if not args.style_scale > 0:
-        raise ConfigValueError(f"score: --style-scale must be > 0, not {args.style_scale}")
+        raise ScoreUsageError(f"score: --style-scale must be > 0, not {args.style_scale}")
     if args.style_blend_weights is not None and (
         len(args.style_blend_weights) != len(args.style) or any(w < 0 for w in args.style_blend_weights)
         or sum(args.style_blend_weights) <= 0
     ):
-        raise ConfigValueError("score: --style-blend-weights needs one weight >= 0 per style image, with a positive sum")
+        raise ScoreUsageError("score: --style-blend-weights needs one weight >= 0 per style image, with a positive sum")
     if args.masks and len(args.masks) != len(args.style):
-        raise ConfigValueError(f"score: {len(args.masks)} masks for {len(args.style)} style images; give one per style")
+        raise ScoreUsageError(f"score: {len(args.masks)} masks for {len(args.style)} style images; give one per style")
     row = score_file(args.output, args.content, args.style, args.size, args.style_blend_weights, args.style_scale, args.masks)
     if args.json:
         print(json.dumps({"output": args.output, **row}))
