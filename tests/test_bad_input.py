@@ -22,7 +22,7 @@ from nst_lightning.image.io import load_image
 
 from .conftest import ASSETS, CONTENT, ROOT, STYLE
 
-DEFAULT = ROOT / "configs" / "default.yaml"
+DEFAULT = ROOT / "configs" / "single_scale.yaml"  # fixed length, one scale: the tests' runs
 RED, BLUE = (255, 0, 0), (0, 0, 255)
 
 

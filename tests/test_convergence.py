@@ -124,17 +124,30 @@ def test_state_survives_a_resume():
     assert moved.boundaries == [0, 10, 20]
 
 
-def test_a_real_run_stops_early_and_says_why(tmp_path, capsys):
+def real_run(tmp_path, config: str, *extra: str) -> tuple[str, int]:  # noqa: ANN001
     from nst_lightning.cli import main
 
     from .conftest import ROOT
 
     out = tmp_path / "out.png"
-    main(["fit", "--config", str(ROOT / "configs" / "default.yaml"), "--data.size", "48", "--trainer.max_steps", "300",
-          "--trainer.callbacks+=StopWhenConverged", "--trainer.callbacks.tolerance=0.05", "--trainer.callbacks.window=3",
+    main(["fit", "--config", str(ROOT / "configs" / config), "--data.size", "48", "--trainer.max_steps", "300",
           "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
-          "--trainer.enable_model_summary", "false", "--output", str(out)])
+          "--trainer.enable_model_summary", "false", "--output", str(out), *extra])
+    assert out.is_file()
+    return out
+
+
+def test_a_real_run_stops_early_and_says_why(tmp_path, capsys):
+    real_run(tmp_path, "single_scale.yaml", "--trainer.callbacks+=StopWhenConverged", "--trainer.callbacks.tolerance=0.05",
+             "--trainer.callbacks.window=3")
     last = capsys.readouterr().out.strip().splitlines()[-1]
-    assert "converged at step" in last and out.is_file()
+    assert "converged at step" in last and "style " in last
     step = int(last.split("converged at step ")[1].split()[0])
     assert 3 <= step < 300
+
+
+def test_the_default_config_ends_its_scales_and_the_run_by_the_rule(tmp_path, capsys):
+    real_run(tmp_path, "default.yaml", "--trainer.callbacks.tolerance=0.02")
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert "converged at step" in last
+    assert int(last.split("converged at step ")[1].split()[0]) < 300

@@ -21,7 +21,7 @@ from nst_lightning.cli import main
 
 from .conftest import CONTENT, ROOT, STYLE
 
-DEFAULT = ROOT / "configs" / "default.yaml"
+DEFAULT = ROOT / "configs" / "single_scale.yaml"  # fixed length, one scale: the tests' runs
 
 
 def run_args(tmp_path: Path, optimizer: str, steps: int, output: str = "out.png", *extra: str) -> list[str]:

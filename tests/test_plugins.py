@@ -14,7 +14,7 @@ from nst_lightning.plugin.registry import PluginError
 from .conftest import ROOT
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
 
-DEFAULT = ROOT / "configs" / "default.yaml"
+DEFAULT = ROOT / "configs" / "single_scale.yaml"  # fixed length, one scale: the tests' runs
 
 LOSS_PLUGIN = """
     import torch

@@ -25,7 +25,7 @@ from nst_lightning.quality.scoring import load_bicubic, score_file, score_tensor
 
 from .conftest import CONTENT, ROOT, STYLE
 
-DEFAULT = ROOT / "configs" / "default.yaml"
+DEFAULT = ROOT / "configs" / "single_scale.yaml"  # fixed length, one scale: the tests' runs
 
 
 # -- the definitions, by hand on tiny tensors --------------------------------------------------------

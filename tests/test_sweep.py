@@ -32,7 +32,7 @@ def build_sweep(*args, **kwargs):
     """The sweep as 'nst-lightning sweep' builds it: its points run through the fit CLI."""
     return _build_sweep(*args, build=build_cli, **kwargs)
 
-DEFAULT = ROOT / "configs" / "default.yaml"
+DEFAULT = ROOT / "configs" / "single_scale.yaml"  # fixed length, one scale: the tests' runs
 STARRY = str(ASSETS / "starry_night.jpg")
 SCREAM = str(ASSETS / "the_scream.jpg")
 ADAM = "model.optimizer={class_path: ImageAdam, init_args: {lr: 0.05}}"
