@@ -54,10 +54,11 @@ VARIANTS = {
     "default": ("", True, 200, list),
     "L-BFGS single-scale, 200 steps (old default)": ("", False, 200, list),
     "Adam (lr 0.02), single-scale": ("--model.optimizer ImageAdam", False, 200, list),
+    "L-BFGS single-scale, 100 steps": ("", False, 100, list),
     "L-BFGS multi-scale, 3 scales, 20 steps at each coarse one": ("", False, 160, lambda: [MultiScale(3, steps_per_scale=20)]),
 }
 SHORT = {"default": "default", "lbfgs": "L-BFGS single-scale, 200 steps (old default)",
-         "adam": "Adam (lr 0.02), single-scale", "multiscale": "L-BFGS multi-scale, 3 scales, 20 steps at each coarse one",
+         "adam": "Adam (lr 0.02), single-scale", "lbfgs100": "L-BFGS single-scale, 100 steps", "multiscale": "L-BFGS multi-scale, 3 scales, 20 steps at each coarse one",
          "pastiche": "pastiche"}
 
 
