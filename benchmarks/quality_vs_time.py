@@ -233,13 +233,14 @@ def main() -> None:
     parser.add_argument("--skip-done", action="store_true")
     parser.add_argument("--report", action="store_true", help="write the plot and the table from <out>.jsonl")
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--inputs", nargs="*", default=[], help="with --report: the JSONL files to read (default: <out>.jsonl)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
     if args.report:
         from quality_report import report  # matplotlib: a benchmark-only dependency
 
-        report(Path(f"{args.out}.jsonl"), Path(args.out))
+        report([Path(p) for p in args.inputs] or [Path(f"{args.out}.jsonl")], Path(args.out))
     else:
         measure(args)
 

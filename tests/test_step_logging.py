@@ -56,7 +56,7 @@ def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, ever
 
 def _cli(tmp_path, *extra: str):  # noqa: ANN202
     return build_cli(
-        ["--config", str(ROOT / "configs" / "single_scale.yaml"  # fixed length, one scale: the tests' runs), "--model.backbone.init_args.weights", "none",
+        ["--config", str(ROOT / "configs" / "single_scale.yaml"), "--model.backbone.init_args.weights", "none",
          "--output", str(tmp_path / "out.png"), "--trainer.logger", "false", *extra],
         run=False,
     )

@@ -178,6 +178,12 @@ def test_sweep_records_a_failing_point_finishes_the_others_and_resumes(tmp_path,
     done = [p for p in manifest["points"] if p["status"] == "done"]
     assert all(p["batch_size"] == 2 and set(p["losses"]) == {"loss/content", "loss/style", "loss/tv", "loss/total"}
                for p in done)
+    # each point's quality, per image of the batch, in the manifest and in its PNG's metadata
+    assert all(set(p["quality"]) >= {"style_distance", "content_distance", "ssim"} for p in done)
+    assert done[0]["quality"]["style_distance"] != done[1]["quality"]["style_distance"]
+    for p in done:
+        with Image.open(p["output"]) as png:
+            assert float(png.text["nst-lightning:style_distance"]) == pytest.approx(p["quality"]["style_distance"], rel=1e-4)
     mtimes = {p["output"]: Path(p["output"]).stat().st_mtime_ns for p in done}
 
     shutil.copy(SCREAM, missing)  # fix the broken points, run again: only they run
