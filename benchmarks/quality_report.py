@@ -134,7 +134,7 @@ def plot(records: list[dict], references: list[dict], path: Path) -> None:
     fig, axes = plt.subplots(len(sizes), 3, figsize=(16, 4.5 * len(sizes)), squeeze=False)
     for i, size in enumerate(sizes):
         for rec in (r for r in records if r["size"] == size):
-            rows = scored(final_rows(rec))
+            rows = [r for r in scored(final_rows(rec)) if r["step"] > 0]
             if not rows:
                 continue
             x = [max(fse_pixels(rec, r), 1e-2) for r in rows]
