@@ -71,14 +71,14 @@ class ObservedStop(StopWhenConverged):
         self.extra = extra
         self.score_now = False
 
-    def _converged(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def _converged(self, trainer, pl_module) -> None:
         scales = self.multiscale(trainer)
         if scales is not None and scales.scale_index < len(scales.sizes) - 1:
             return super()._converged(trainer, pl_module)
         if self.stopped_step is None:
             self.stopped_step, self.score_now = trainer.global_step, True
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         if self.stopped_step is not None and trainer.global_step >= self.stopped_step + self.extra:
             trainer.should_stop = True
@@ -88,14 +88,14 @@ class Recorder(pl.Callback):
     """Per step: optimizing seconds (the clock stops while scoring), image size, total loss; a score every
     ``score_every`` steps at the final size, at the observed stop and at the end."""
 
-    def __init__(self, score, score_every: int, stop: ObservedStop | None) -> None:  # noqa: ANN001
+    def __init__(self, score, score_every: int, stop: ObservedStop | None) -> None:
         self.score, self.score_every, self.stop = score, score_every, stop
         self.rows: list[dict] = []
 
-    def on_train_start(self, trainer, pl_module) -> None:  # noqa: ANN001
+    def on_train_start(self, trainer, pl_module) -> None:
         self.start, self.paused = time.perf_counter(), 0.0
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         now = time.perf_counter()
         step, (h, w) = trainer.global_step, pl_module.image.shape[-2:]
         row = {"step": step, "seconds": now - self.start - self.paused, "h": h, "w": w, "loss": float(outputs["loss"])}
@@ -110,7 +110,7 @@ class Recorder(pl.Callback):
         self.paused += time.perf_counter() - now
 
 
-def forward_backward_seconds(model) -> float:  # noqa: ANN001
+def forward_backward_seconds(model) -> float:
     """Median time of one forward and backward pass of the model's loss at its image's current size."""
     image = model.image.detach().clone().requires_grad_(True)
     times = []
@@ -123,7 +123,7 @@ def forward_backward_seconds(model) -> float:  # noqa: ANN001
     return statistics.median(times[1:])
 
 
-def run_ours(name: str, pair: str, size: int, images: Path, args, tmp: Path) -> dict:  # noqa: ANN001
+def run_ours(name: str, pair: str, size: int, images: Path, args, tmp: Path) -> dict:
     overrides, keep_callbacks, steps, extra_callbacks = VARIANTS[name]
     content, style = images / "tubingen.jpg", images / PAIRS[pair]
     argv = [
@@ -161,7 +161,7 @@ def run_pastiche(pair: str, size: int, steps: int, images: Path, fb: float, tmp:
                "--num-steps", str(steps), "--seed", "0", "--workspace", str(work), "--workspace-step", str(score_every),
                "--info-step", str(score_every), "--output", str(tmp / "pastiche.png")]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    elapsed = {int(m[1]): float(m[2]) for m in re.finditer(r"^(\d+)\s+([\d.]+)\s+[\d.e+-]+$", out, re.M)}
+    elapsed = {int(m[1]): float(m[2]) for m in re.finditer(r"^(\d+)\s+([\d.]+)\s+[\d.e+-]+$", out, re.MULTILINE)}
     rows = []
     for path in sorted(work.glob("*.png")):
         step = int(path.stem)
@@ -187,7 +187,7 @@ def done_keys(path: Path) -> set[tuple]:
     return {(r["variant"], r["pair"], r["size"]) for r in map(json.loads, path.read_text().splitlines()) if "variant" in r}
 
 
-def measure(args) -> None:  # noqa: ANN001
+def measure(args) -> None:
     images = Path(args.images)
     jsonl = Path(f"{args.out}.jsonl")
     jsonl.parent.mkdir(parents=True, exist_ok=True)

@@ -47,7 +47,7 @@ class Harness:
         self.trainer.global_step += 1
         self.callback.on_train_batch_end(self.trainer, self.module, {"loss": torch.tensor(sum(losses))}, None, 0)
 
-    def run(self, curve) -> int:  # noqa: ANN001
+    def run(self, curve) -> int:
         for losses in curve:
             if self.trainer.should_stop:
                 break
@@ -124,7 +124,7 @@ def test_state_survives_a_resume():
     assert moved.boundaries == [0, 10, 20]
 
 
-def real_run(tmp_path, config: str, *extra: str, size: int = 48):  # noqa: ANN001, ANN201
+def real_run(tmp_path, config: str, *extra: str, size: int = 48):
     from nst_lightning.cli import main
 
     from .conftest import ROOT

@@ -72,8 +72,8 @@ class StopWhenConverged(pl.Callback):
         for name, term in (losses.items() if losses is not None else []):
             self._hooks.append(term.register_forward_hook(self._capture(name)))
 
-    def _capture(self, name: str):  # noqa: ANN202
-        def hook(module, args, output) -> None:  # noqa: ANN001
+    def _capture(self, name: str):
+        def hook(module, args, output) -> None:
             self._captured[name] = output.detach()
 
         return hook
@@ -101,13 +101,13 @@ class StopWhenConverged(pl.Callback):
 
     # -- the test -----------------------------------------------------------------------------
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         shape = tuple(pl_module.image.shape)
         if shape != self.shape:  # a new scale (or the first step): a fresh history
             self.shape, self.history, self.done = shape, [], [False] * shape[0]
         self._captured = {}
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if outputs is None:
             return
         self.history.append(self.image_losses(pl_module, outputs))
@@ -126,7 +126,7 @@ class StopWhenConverged(pl.Callback):
         return trainer.global_step - start
 
     @staticmethod
-    def multiscale(trainer: pl.Trainer):  # noqa: ANN205
+    def multiscale(trainer: pl.Trainer):
         from nst_lightning.callbacks.multiscale import MultiScale
 
         return next((c for c in trainer.callbacks if isinstance(c, MultiScale)), None)

@@ -72,7 +72,7 @@ class QualityReport(pl.Callback):
         metrics = {key: sum(r[k] for r in rows) / len(rows) for k, key in METRIC_KEYS.items()}
         trainer.logger.log_metrics(metrics, step=trainer.global_step)
 
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
         if self.every_n_steps and step % self.every_n_steps == 0 and trainer.is_global_zero:
             self._log(trainer, self.score(trainer, pl_module))

@@ -19,7 +19,7 @@ class ScoreUsageError(ConfigError):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message: str):  # noqa: ANN201 - argparse exits; we raise one line instead
+    def error(self, message: str):
         raise ScoreUsageError(f"score: {message}")
 
 

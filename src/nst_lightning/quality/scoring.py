@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from PIL import Image
@@ -20,7 +19,13 @@ from torchvision.transforms.functional import pil_to_tensor
 
 from nst_lightning.image.io import MIN_EDGE, ImageError, open_rgb
 from nst_lightning.image.masks import load_mask
-from nst_lightning.quality.distances import blend, content_distance_of, features, style_distance_of, style_targets
+from nst_lightning.quality.distances import (
+    blend,
+    content_distance_of,
+    features,
+    style_distance_of,
+    style_targets,
+)
 from nst_lightning.quality.metrics import SSIM
 
 Path_ = str | os.PathLike
