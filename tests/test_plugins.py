@@ -11,10 +11,8 @@ from nst_lightning.plugin import hookspecs
 from nst_lightning.plugin.manager import BUILTIN_PLUGIN, PluginImportWarning, load_plugins
 from nst_lightning.plugin.registry import PluginError
 
-from .conftest import ROOT
+from .conftest import DEFAULT
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
-
-DEFAULT = ROOT / "configs" / "default.yaml"
 
 LOSS_PLUGIN = """
     import torch

@@ -18,7 +18,7 @@ from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.optimizers import ImageAdam
 from nst_lightning.model.style_transfer import StyleTransfer
 
-from .conftest import CONTENT, ROOT, STYLE
+from .conftest import CONTENT, DEFAULT, STYLE
 
 
 @pytest.mark.parametrize(("every", "steps", "expected"), [(5, 12, [1, 5, 10, 12]), (1, 3, [1, 2, 3])])
@@ -59,7 +59,7 @@ def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, ever
 
 def _cli(tmp_path, *extra: str):
     return build_cli(
-        ["--config", str(ROOT / "configs" / "default.yaml"), "--model.backbone.init_args.weights", "none",
+        ["--config", str(DEFAULT), "--model.backbone.init_args.weights", "none",
          "--output", str(tmp_path / "out.png"), "--trainer.logger", "false", *extra],
         run=False,
     )

@@ -25,14 +25,13 @@ from nst_lightning.sweep.planning import loss_weights, plan_batches
 from nst_lightning.sweep.run import run_batched, run_point
 from nst_lightning.sweep.spec import SweepError, expand, parse_set
 
-from .conftest import ASSETS, ROOT
+from .conftest import ASSETS, DEFAULT, ROOT
 
 
 def build_sweep(*args, **kwargs):
     """The sweep as 'nst-lightning sweep' builds it: its points run through the fit CLI."""
     return _build_sweep(*args, build=build_cli, **kwargs)
 
-DEFAULT = ROOT / "configs" / "default.yaml"
 STARRY = str(ASSETS / "starry_night.jpg")
 SCREAM = str(ASSETS / "the_scream.jpg")
 ADAM = "model.optimizer={class_path: ImageAdam, init_args: {lr: 0.05}}"
@@ -178,6 +177,12 @@ def test_sweep_records_a_failing_point_finishes_the_others_and_resumes(tmp_path,
     done = [p for p in manifest["points"] if p["status"] == "done"]
     assert all(p["batch_size"] == 2 and set(p["losses"]) == {"loss/content", "loss/style", "loss/tv", "loss/total"}
                for p in done)
+    # each point's quality, per image of the batch, in the manifest and in its PNG's metadata
+    assert all(set(p["quality"]) >= {"style_distance", "content_distance", "ssim"} for p in done)
+    assert done[0]["quality"]["style_distance"] != done[1]["quality"]["style_distance"]
+    for p in done:
+        with Image.open(p["output"]) as png:
+            assert float(png.text["nst-lightning:style_distance"]) == pytest.approx(p["quality"]["style_distance"], rel=1e-4)
     mtimes = {p["output"]: Path(p["output"]).stat().st_mtime_ns for p in done}
 
     shutil.copy(SCREAM, missing)  # fix the broken points, run again: only they run

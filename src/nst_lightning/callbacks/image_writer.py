@@ -65,6 +65,7 @@ class ImageWriter(pl.Callback):
         self.config = config
         self.written: Path | None = None
         self.claim = OutputClaim(self.output)
+        self.extra_metadata: dict[str, str] = {}  # filled by QualityReport before the final image is written
 
     def check_output(self) -> None:
         """Refuse the run now if it would replace ``output`` without ``--overwrite``, or another run is writing it."""
@@ -93,7 +94,7 @@ class ImageWriter(pl.Callback):
         self.claim.release()
 
     def metadata(self, trainer: pl.Trainer) -> dict[str, str]:
-        return png_metadata(trainer.global_step, self.config)
+        return {**png_metadata(trainer.global_step, self.config), **self.extra_metadata}
 
     def _save(self, pl_module: pl.LightningModule, path: Path, trainer: pl.Trainer) -> Path:
         try:

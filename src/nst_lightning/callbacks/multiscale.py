@@ -90,6 +90,22 @@ class MultiScale(pl.Callback):
         """The index of the scale that the optimizer step ``step`` runs at."""
         return max(k for k, start in enumerate(self.boundaries) if step >= start)
 
+    def end_scale(self, step: int) -> None:
+        """End the current scale now (``StopWhenConverged`` found it done): the next scale starts at optimizer
+        step ``step`` and the later boundaries move by as much, so each coarse scale keeps its own budget."""
+        k = self.scale_index
+        if 0 <= k < len(self.boundaries) - 1 and step < self.boundaries[k + 1]:
+            shift = self.boundaries[k + 1] - step
+            self.boundaries = self.boundaries[: k + 1] + [b - shift for b in self.boundaries[k + 1:]]
+
+    def state_dict(self) -> dict:
+        return {"boundaries": list(self.boundaries)}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """On resume: the boundaries as the interrupted run had moved them (set after ``setup``)."""
+        if len(state_dict.get("boundaries", [])) == len(self.boundaries):
+            self.boundaries = list(state_dict["boundaries"])
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.scale_index = -1
         self._enter_scale(trainer, pl_module, self.scale_at(trainer.global_step))

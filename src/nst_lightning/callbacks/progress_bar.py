@@ -38,7 +38,12 @@ class LossProgressBar(TQDMProgressBar):
         return self._shown
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
-        return {**super().get_metrics(trainer, pl_module), **self.losses(pl_module)}
+        metrics = {**super().get_metrics(trainer, pl_module), **self.losses(pl_module)}
+        for callback in trainer.callbacks:  # why the run stopped (StopWhenConverged), once it has
+            reason = getattr(callback, "short_reason", None)
+            if isinstance(reason, str):
+                metrics["stop"] = reason
+        return metrics
 
 
 class PlainProgress(ProgressBar):

@@ -26,6 +26,7 @@ from nst_lightning.cli.messages import (
     filter_lightning_tips,
     show_plugin_warnings_plainly,
 )
+from nst_lightning.cli.score import score_main
 from nst_lightning.errors import Interrupted
 from nst_lightning.plugin.listing import format_plugins
 from nst_lightning.plugin.manager import load_plugins
@@ -64,6 +65,9 @@ def main(args: list[str] | None = None) -> None:
     try:
         if argv[:1] == ["plugins"]:
             print(format_plugins(load_plugins()))
+            return
+        if argv[:1] == ["score"]:
+            score_main(argv[1:])
             return
         if argv[:1] == ["sweep"]:
             check_config_files(argv)

@@ -10,11 +10,13 @@ from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
 
+from nst_lightning.callbacks.convergence import StopWhenConverged  # noqa: F401 - so configs can name ``StopWhenConverged``
 from nst_lightning.callbacks.image_writer import ImageWriter
 from nst_lightning.callbacks.interrupt import InterruptSaver
 from nst_lightning.callbacks.multiscale import MultiScale  # noqa: F401 - imported so configs can name the callback ``MultiScale``
 from nst_lightning.callbacks.nonfinite_guard import NonFiniteGuard
 from nst_lightning.callbacks.progress_bar import progress_for
+from nst_lightning.callbacks.quality import QualityReport, run_summary
 from nst_lightning.cli.memory_check import check_memory
 from nst_lightning.cli.messages import filter_known_warnings, filter_lightning_tips
 from nst_lightning.cli.prechecks import check_checkpoint, check_max_steps
@@ -112,6 +114,9 @@ class StyleTransferCLI(LightningCLI):
         parser.add_argument(
             "--snapshot_every", type=int, default=0, help="Write a snapshot PNG every N steps (0: never)."
         )
+        parser.add_argument(
+            "--score_every", type=int, default=0, help="Also log the quality metrics every N steps (0: at the end only)."
+        )
 
     def instantiate_trainer(self, **kwargs):
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -132,7 +137,8 @@ class StyleTransferCLI(LightningCLI):
         # The losses in the progress bar without a host sync per step, unless the bar is off or configured.
         bar_on = trainer_config.get("enable_progress_bar") is not False
         bar = [progress_for(sys.stderr)] if bar_on and not any(isinstance(c, ProgressBar) for c in user) else []
-        return super().instantiate_trainer(callbacks=[*user, *bar, *guards, writer], **kwargs)
+        quality = QualityReport(every_n_steps=init["score_every"], image_every=init["snapshot_every"])
+        return super().instantiate_trainer(callbacks=[*user, *bar, *guards, quality, writer], **kwargs)
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads the checkpoint's hyperparameters right after parsing: check the file first.
@@ -165,7 +171,7 @@ class StyleTransferCLI(LightningCLI):
 
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
-            print(f"Stylized image written to {self.image_writer.written}")
+            print(f"Stylized image written to {self.image_writer.written}{run_summary(self.trainer)}")
         release_freed_memory()
 
 

@@ -1,4 +1,5 @@
-"""The contact sheet of a sweep: every point's image in a grid, labelled with the parameters that vary."""
+"""The contact sheet of a sweep: every point's image in a grid, labelled with the parameters that vary
+and its style and content distances."""
 
 from __future__ import annotations
 
@@ -64,7 +65,7 @@ def write_contact_sheet(sweep: Sweep, records: dict[str, dict[str, Any]]) -> Pat
     columns = math.ceil(math.sqrt(len(shown)))
     rows = math.ceil(len(shown) / columns)
     cell_w = max(width, 120) + PAD
-    cell_h = height + PAD + LINE * (max(1, len(sweep.varying)) + 1)
+    cell_h = height + PAD + LINE * (max(1, len(sweep.varying)) + 2)
     sheet = Image.new("RGB", (columns * cell_w + PAD, rows * cell_h + PAD), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
@@ -77,6 +78,9 @@ def write_contact_sheet(sweep: Sweep, records: dict[str, dict[str, Any]]) -> Pat
         text = labels(sweep, record["params"]) or [record["name"]]
         if record.get("status") != "done":
             text.append(str(record.get("status")))
+        elif record.get("quality"):  # the distances, so that the sheet can be read (and the manifest sorted) by quality
+            q = record["quality"]
+            text.append(f"style {q['style_distance']:.3g} content {q['content_distance']:.3g}")
         for j, line in enumerate(text):
             draw.text((x, y + height + 2 + j * LINE), line, fill=TEXT, font=font)
     path = sweep.output_dir / CONTACT_SHEET

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
+from nst_lightning.callbacks.quality import quality_metadata, quality_results
 from nst_lightning.heap import release_freed_memory
 from nst_lightning.image.io import png_metadata, save_png
 from nst_lightning.plugin.manager import load_plugins
@@ -105,11 +106,12 @@ def run_point(sweep: Sweep, point: Point) -> Record:
         cli = _build(sweep, point_arguments(sweep, point, output))
         _fit(cli)
         losses = final_losses(cli)[0]
+        quality = (quality_results(cli.trainer) or [None])[0]
     except RunInterrupted:
         raise  # Ctrl-C stops the sweep; the point stays pending and runs again next time
     except Exception as exc:
         return _ran(point, output, "failed", start, error=f"{type(exc).__name__}: {exc}")
-    return _ran(point, output, "done", start, losses=losses, batch_size=1)
+    return _ran(point, output, "done", start, losses=losses, quality=quality, batch_size=1)
 
 
 def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
@@ -120,11 +122,16 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
     cli.model.set_sample_weights([loss_weights(sweep, p) for p in points])
     _fit(cli)  # the run's ImageWriter writes image 0
     images = cli.model.output_image()  # with preserve_colour, the content's chroma for every image
+    quality = quality_results(cli.trainer) or [None] * len(points)  # one score per image of the batch
     for i in range(1, len(points)):
         config = cli.parser.dump(_parsing(cli.parser.parse_args, point_arguments(sweep, points[i], outputs[i])))
-        save_png(images[i], outputs[i], png_metadata(cli.trainer.global_step, config))
+        metadata = {**png_metadata(cli.trainer.global_step, config), **quality_metadata(quality[i] or {})}
+        save_png(images[i], outputs[i], metadata)
     losses = final_losses(cli)
-    return [_ran(p, out, "done", start, losses=loss, batch_size=len(points)) for p, out, loss in zip(points, outputs, losses)]
+    return [
+        _ran(p, out, "done", start, losses=loss, quality=q, batch_size=len(points))
+        for p, out, loss, q in zip(points, outputs, losses, quality)
+    ]
 
 
 def run_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) -> list[Record]:

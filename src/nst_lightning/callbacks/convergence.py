@@ -1,0 +1,173 @@
+"""Runs that stop when done: end the run (or, with ``MultiScale``, the current scale) once the loss has stopped falling.
+
+Lightning's ``EarlyStopping`` watches a logged metric for an absolute ``min_delta`` with a patience counted
+in validation checks or epochs; here a run is one epoch of optimizer steps, the useful test is relative
+(the loss spans orders of magnitude between configs), a batched sweep holds several independent images,
+and multi-scale must move on to the next scale rather than stop. So this is a small callback of its own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from torch import Tensor
+
+from nst_lightning.errors import ConfigValueError
+
+
+def plateaued(history: list[list[float]], window: int, tolerance: float) -> list[bool]:
+    """Per image, whether the best loss fell by less than ``tolerance`` (relative) over the last ``window`` steps.
+
+    ``history`` holds one list of per-image losses per step. The best loss so far (not the last one) is
+    compared, so an optimizer whose loss is noisy (Adam) is judged by its progress, not by its noise.
+    """
+    if len(history) <= window:
+        return [False] * (len(history[0]) if history else 0)
+    losses = torch.tensor(history, dtype=torch.float64)
+    best = losses.cummin(0).values
+    before, now = best[-window - 1], best[-1]
+    return ((before - now) <= tolerance * before.abs()).tolist()
+
+
+class StopWhenConverged(pl.Callback):
+    """Stop when the total loss improved by less than ``tolerance`` (relative) over the last ``window`` steps.
+
+    ``trainer.max_steps`` stays the cap. With ``MultiScale`` a plateau ends the current scale (the next one
+    starts at once) and only a plateau at the final size ends the run; each scale's ``steps_per_scale``
+    becomes its cap. In a batched sweep each image is judged on its own loss: an image that converged stops
+    counting, and the run ends when all have. The loss of a step is the one its optimizer step saw (the
+    L-BFGS closure may be evaluated several times; the step counts once). The history is checkpointed, so
+    a resumed run continues the same test.
+
+    Args:
+        tolerance: the relative improvement of the best loss over ``window`` steps below which a run is done.
+        window: the number of optimizer steps the improvement is measured over.
+        min_steps: never stop before this many steps at a scale.
+    """
+
+    def __init__(self, tolerance: float = 2e-3, window: int = 10, min_steps: int = 0) -> None:
+        if not 0 <= tolerance < 1:
+            raise ConfigValueError(f"StopWhenConverged: tolerance must be in [0, 1), not {tolerance!r}")
+        if window < 1 or min_steps < 0:
+            raise ConfigValueError(f"StopWhenConverged: window must be >= 1 and min_steps >= 0, not {window!r}, {min_steps!r}")
+        self.tolerance = float(tolerance)
+        self.window = int(window)
+        self.min_steps = int(min_steps)
+        self.history: list[list[float]] = []
+        self.done: list[bool] = []
+        self.shape: tuple[int, ...] | None = None
+        self.events: list[str] = []
+        self.stopped_step: int | None = None
+        self.reason: str | None = None
+        self._captured: dict[str, Tensor] = {}
+        self._hooks: list[Any] = []
+
+    # -- per-image losses, read from the loss terms as training_step computes them --------------
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove_hooks()
+        losses = getattr(pl_module, "losses", None)
+        for name, term in (losses.items() if losses is not None else []):
+            self._hooks.append(term.register_forward_hook(self._capture(name)))
+
+    def _capture(self, name: str):
+        def hook(module, args, output) -> None:
+            self._captured[name] = output.detach()
+
+        return hook
+
+    def _remove_hooks(self) -> None:
+        for handle in self._hooks:
+            handle.remove()
+        self._hooks = []
+
+    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._remove_hooks()
+
+    def image_losses(self, pl_module: pl.LightningModule, outputs: Any) -> list[float]:
+        """This step's total loss per image: the terms' per-image values (a scalar term is shared equally)."""
+        n = pl_module.image.shape[0] if getattr(pl_module, "image", None) is not None else 1
+        if self._captured:
+            total = torch.zeros(n, dtype=torch.float64)
+            for value in self._captured.values():
+                value = value.detach().double().cpu().reshape(-1)
+                total += value if value.numel() == n else value.sum() / n
+            self._captured = {}
+            return total.tolist()
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        return [float(loss) / n] * n
+
+    # -- the test -----------------------------------------------------------------------------
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        shape = tuple(pl_module.image.shape)
+        if shape != self.shape:  # a new scale (or the first step): a fresh history
+            self.shape, self.history, self.done = shape, [], [False] * shape[0]
+        self._captured = {}
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if outputs is None:
+            return
+        self.history.append(self.image_losses(pl_module, outputs))
+        self.history = self.history[-(self.window + 1):]
+        steps_here = self.steps_at_scale(trainer)
+        if steps_here < max(self.min_steps, self.window):
+            return
+        flat = plateaued(self.history, self.window, self.tolerance)
+        self.done = [d or f for d, f in zip(self.done, flat)]
+        if all(self.done):
+            self._converged(trainer, pl_module)
+
+    def steps_at_scale(self, trainer: pl.Trainer) -> int:
+        scales = self.multiscale(trainer)
+        start = scales.boundaries[scales.scale_index] if scales is not None and scales.scale_index >= 0 else 0
+        return trainer.global_step - start
+
+    @staticmethod
+    def multiscale(trainer: pl.Trainer):
+        from nst_lightning.callbacks.multiscale import MultiScale
+
+        return next((c for c in trainer.callbacks if isinstance(c, MultiScale)), None)
+
+    def _converged(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        step = trainer.global_step
+        scales = self.multiscale(trainer)
+        what = f"the loss fell by less than {self.tolerance:g} over {self.window} steps"
+        if scales is not None and scales.scale_index < len(scales.sizes) - 1:
+            size = scales.sizes[scales.scale_index]
+            self.events.append(f"{size} px converged at step {step}")
+            scales.end_scale(step)
+            self.history, self.done = [], [False] * len(self.done)
+            return
+        self.stopped_step = step
+        self.reason = f"converged at step {step} ({what})"
+        trainer.should_stop = True
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.reason is None and trainer.max_steps is not None and trainer.global_step >= trainer.max_steps > 0:
+            self.reason = f"reached trainer.max_steps ({trainer.max_steps}) before converging"
+
+    @property
+    def short_reason(self) -> str | None:
+        """For the progress bar: ``converged@57``."""
+        return None if self.stopped_step is None else f"converged@{self.stopped_step}"
+
+    # -- resume ---------------------------------------------------------------------------------
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"history": self.history, "done": self.done, "shape": self.shape, "events": self.events}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.history = [list(map(float, row)) for row in state_dict.get("history", [])]
+        self.done = list(state_dict.get("done", []))
+        shape = state_dict.get("shape")
+        self.shape = tuple(shape) if shape is not None else None
+        self.events = list(state_dict.get("events", []))
+
+
+def stop_reason(trainer: pl.Trainer) -> str | None:
+    """Why the run stopped, from its ``StopWhenConverged`` callback (None without one)."""
+    callback = next((c for c in trainer.callbacks if isinstance(c, StopWhenConverged)), None)
+    return None if callback is None else callback.reason

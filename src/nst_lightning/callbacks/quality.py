@@ -1,0 +1,113 @@
+"""Every run reports its quality: the distances of :mod:`nst_lightning.quality` at the end of ``fit``.
+
+``QualityReport`` scores the final image(s) against the run's own image files (content, styles with their
+blend weights and ``style_scale``, masks), exactly as ``nst-lightning score`` would score the PNG. It logs
+``metric/style_distance``, ``metric/content_distance`` and ``metric/ssim`` through the trainer's logger
+(and, with ``every_n_steps``, during the run), hands the numbers to the ``ImageWriter`` for the PNG's
+text metadata, and logs the final image (and the images at ``image_every`` steps) through the logger:
+TensorBoard's image tab with ``TensorBoardLogger``, ``log_image`` for loggers that have it.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import lightning.pytorch as pl
+from torch import Tensor
+
+from nst_lightning.callbacks.convergence import stop_reason
+from nst_lightning.errors import NstLightningError
+from nst_lightning.image.io import to_pil
+from nst_lightning.quality.scoring import score_tensor
+
+METRIC_KEYS = {"style_distance": "metric/style_distance", "content_distance": "metric/content_distance", "ssim": "metric/ssim"}
+
+
+def quality_metadata(row: dict[str, Any]) -> dict[str, str]:
+    """PNG text chunks for one image's score: ``nst-lightning:style_distance`` and so on."""
+    return {f"nst-lightning:{k}": f"{row[k]:.6g}" for k in METRIC_KEYS if k in row}
+
+
+def log_image(logger: Any, tag: str, image: Tensor, step: int) -> None:
+    """Log the first image of ``image`` through a Lightning logger that can show images (else nothing)."""
+    if logger is None:
+        return
+    experiment = getattr(logger, "experiment", None)
+    if hasattr(experiment, "add_image"):  # TensorBoard's SummaryWriter
+        experiment.add_image(tag, image[0].detach().float().clamp(0, 1).cpu(), step)
+    elif callable(getattr(logger, "log_image", None)):  # W&B, Neptune, Comet, MLflow-style loggers
+        logger.log_image(key=tag, images=[to_pil(image)], step=step)
+
+
+class QualityReport(pl.Callback):
+    """Scores the run's result with the style and content distances and SSIM; see the module's docstring.
+
+    Args:
+        every_n_steps: also score (and log) every N optimizer steps; 0: only at the end.
+        image_every: log the image through the logger every N steps (0: only the final one).
+    """
+
+    def __init__(self, every_n_steps: int = 0, image_every: int = 0) -> None:
+        self.every_n_steps = every_n_steps
+        self.image_every = image_every
+        self.results: list[dict[str, Any]] = []
+
+    def score(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
+        data = trainer.datamodule
+        if data is None or not hasattr(data, "content") or not hasattr(data, "style"):
+            return []
+        return score_tensor(
+            pl_module.output_image(),
+            data.content,
+            data.style,
+            getattr(data, "style_weights", None),
+            getattr(data, "style_scale", 1.0),
+            getattr(data, "masks", ()),
+        )
+
+    def _log(self, trainer: pl.Trainer, rows: list[dict[str, Any]]) -> None:
+        if trainer.logger is None or not rows:
+            return
+        metrics = {key: sum(r[k] for r in rows) / len(rows) for k, key in METRIC_KEYS.items()}
+        trainer.logger.log_metrics(metrics, step=trainer.global_step)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        step = trainer.global_step
+        if self.every_n_steps and step % self.every_n_steps == 0 and trainer.is_global_zero:
+            self._log(trainer, self.score(trainer, pl_module))
+        if self.image_every and step % self.image_every == 0 and trainer.is_global_zero:
+            log_image(trainer.logger, "image", pl_module.output_image(), step)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.is_global_zero:
+            return
+        try:
+            self.results = self.score(trainer, pl_module)
+        except NstLightningError as exc:  # an input file changed under the run: the image is still written
+            warnings.warn(f"the result could not be scored: {exc}", stacklevel=1)
+            self.results = []
+        self._log(trainer, self.results)
+        log_image(trainer.logger, "final", pl_module.output_image(), trainer.global_step)
+        writer = next((c for c in trainer.callbacks if hasattr(c, "extra_metadata")), None)
+        if writer is not None and self.results:
+            writer.extra_metadata.update(quality_metadata(self.results[0]))
+
+
+def quality_results(trainer: pl.Trainer) -> list[dict[str, Any]]:
+    """The final scores of the run's ``QualityReport``, one dict per image ([] without one)."""
+    report = next((c for c in trainer.callbacks if isinstance(c, QualityReport)), None)
+    return [] if report is None else report.results
+
+
+def run_summary(trainer: pl.Trainer) -> str:
+    """For the final line: `` (style 0.0438, content 0.501, SSIM 0.463; converged at step 57 (...))``."""
+    parts = []
+    rows = quality_results(trainer)
+    if rows:
+        r = rows[0]
+        parts.append(f"style {r['style_distance']:.4g}, content {r['content_distance']:.4g}, SSIM {r['ssim']:.3f}")
+    reason = stop_reason(trainer)
+    if reason:
+        parts.append(reason)
+    return f" ({'; '.join(parts)})" if parts else ""

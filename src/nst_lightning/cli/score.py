@@ -1,0 +1,59 @@
+"""``nst-lightning score OUT --content C --style S [--size N] [--json]``: the quality of any image, from any tool.
+
+Prints one line, ``OUT (WxH): style 0.0438  content 0.501  SSIM 0.463``, or with ``--json`` one JSON
+object. The distances are those of :mod:`nst_lightning.quality` (caffe VGG19, float32, Pillow bicubic
+resizing), the same numbers a run reports at its end and writes into its PNG.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from nst_lightning.errors import ConfigError
+from nst_lightning.quality.scoring import format_score, score_file
+
+
+class ScoreUsageError(ConfigError):
+    """A ``score`` command line that cannot run."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise ScoreUsageError(f"score: {message}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="nst-lightning score",
+        description="Score an image with the style and content distances (lower is better) and SSIM.",
+    )
+    parser.add_argument("output", help="the image to score (PNG, JPEG, ...; from any tool)")
+    parser.add_argument("--content", required=True, help="the content image")
+    parser.add_argument("--style", required=True, nargs="+", help="the style image(s)")
+    parser.add_argument("--size", type=int, default=None, help="resize OUT to this long edge first (default: its own size)")
+    parser.add_argument("--style-scale", type=float, default=1.0, help="the styles' long edge relative to OUT's (the run's data.style_scale)")
+    parser.add_argument("--style-blend-weights", type=float, nargs="+", default=None, help="one weight per style image")
+    parser.add_argument("--masks", nargs="+", default=[], help="one mask per style image: score each style within its region")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of one line")
+    return parser
+
+
+def score_main(argv: list[str]) -> None:
+    args = build_parser().parse_args(argv)
+    if args.size is not None and args.size < 16:
+        raise ScoreUsageError(f"score: --size must be at least 16 pixels, not {args.size}")
+    if not args.style_scale > 0:
+        raise ScoreUsageError(f"score: --style-scale must be > 0, not {args.style_scale}")
+    if args.style_blend_weights is not None and (
+        len(args.style_blend_weights) != len(args.style) or any(w < 0 for w in args.style_blend_weights)
+        or sum(args.style_blend_weights) <= 0
+    ):
+        raise ScoreUsageError("score: --style-blend-weights needs one weight >= 0 per style image, with a positive sum")
+    if args.masks and len(args.masks) != len(args.style):
+        raise ScoreUsageError(f"score: {len(args.masks)} masks for {len(args.style)} style images; give one per style")
+    row = score_file(args.output, args.content, args.style, args.size, args.style_blend_weights, args.style_scale, args.masks)
+    if args.json:
+        print(json.dumps({"output": args.output, **row}))
+    else:
+        print(f"{args.output} ({row['width']}x{row['height']}): {format_score(row)}")
