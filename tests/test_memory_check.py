@@ -27,9 +27,8 @@ from nst_lightning.model.memory_estimate import (
     largest_fitting_size,
 )
 
-from .conftest import CONTENT, ROOT, STYLE
+from .conftest import CONTENT, DEFAULT, ROOT, STYLE
 
-DEFAULT = ROOT / "configs" / "default.yaml"
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 

@@ -20,9 +20,7 @@ from nst_lightning.cli import main
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.files import atomic_write
 
-from .conftest import CONTENT, ROOT, STYLE
-
-DEFAULT = ROOT / "configs" / "default.yaml"
+from .conftest import CONTENT, DEFAULT, STYLE
 
 
 def fit_args(output: Path, steps: int, *extra: str) -> list[str]:

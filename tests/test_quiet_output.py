@@ -26,9 +26,7 @@ from nst_lightning.cli.messages import (
 )
 from nst_lightning.plugin.manager import PluginImportWarning
 
-from .conftest import CONTENT, ROOT, STYLE
-
-DEFAULT = ROOT / "configs" / "default.yaml"
+from .conftest import CONTENT, DEFAULT, STYLE
 
 
 def fit_args(tmp_path: Path, *extra: str) -> list[str]:
