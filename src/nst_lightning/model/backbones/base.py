@@ -8,6 +8,7 @@ from collections.abc import Collection
 from torch import Tensor, nn
 
 from nst_lightning.errors import ConfigValueError
+from nst_lightning.model.backbones.geometry import LayerGeometry
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 
@@ -36,8 +37,13 @@ class Backbone(nn.Module, abc.ABC):
     def forward(self, image: Tensor, layers: Collection[str]) -> dict[str, Tensor]:
         """Features of ``image`` at ``layers``."""
 
-    def truncate(self, layers: Collection[str]) -> None:  # noqa: B027 - optional hook
+    def truncate(self, layers: Collection[str]) -> None:
         """Drop what is not needed to compute ``layers``. Optional."""
+
+    def layer_geometry(self, layer: str) -> LayerGeometry | None:
+        """The receptive field of ``layer`` (see :mod:`~nst_lightning.model.backbones.geometry`), which tiling
+        needs; ``None`` (the default) when the backbone does not know it, and then it cannot be tiled."""
+        return None
 
     def check_layers(self, layers: Collection[str]) -> None:
         unknown = [name for name in layers if name not in self.layer_names]
