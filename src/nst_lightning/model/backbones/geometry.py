@@ -66,6 +66,6 @@ def walk(modules: Iterable[nn.Module]) -> list[LayerGeometry]:
                 ops=(*geometry.ops, (kernel, stride, padding)),
             )
         elif not isinstance(module, (nn.ReLU, nn.Identity, nn.LeakyReLU, nn.GELU, nn.SiLU)):
-            raise ValueError(f"{type(module).__name__} has no known receptive field")
+            raise TypeError(f"{type(module).__name__} has no known receptive field")
         out.append(geometry)
     return out
