@@ -36,4 +36,5 @@ class LossProgressBar(TQDMProgressBar):
         return self._shown
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
-        return {**super().get_metrics(trainer, pl_module), **self.losses(pl_module)}
+        tiles = getattr(pl_module, "tile_count", 1)
+        return {**super().get_metrics(trainer, pl_module), **({"tiles": tiles} if tiles > 1 else {}), **self.losses(pl_module)}

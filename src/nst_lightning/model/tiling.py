@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 import os
+from itertools import pairwise
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -139,9 +140,9 @@ def axis_tiles(length: int, tile_size: int, margin: int, align: int) -> list[tup
     units = -(-length // align)
     for n in range(2, units + 1):
         cuts = [0] + [min(length, round(i * units / n) * align) for i in range(1, n)] + [length]
-        if any(b <= a for a, b in zip(cuts, cuts[1:])):
+        if any(b <= a for a, b in pairwise(cuts)):
             continue
-        tiles = [(max(0, a - margin), min(length, b + margin), a, b) for a, b in zip(cuts, cuts[1:])]
+        tiles = [(max(0, a - margin), min(length, b + margin), a, b) for a, b in pairwise(cuts)]
         if max(stop - start for start, stop, _, _ in tiles) <= tile_size:
             return tiles
     raise TilingError(f"tiles of {tile_size} px cannot cover {length} px", key="model.tiling.tile_size")
@@ -301,7 +302,7 @@ def choose_tiles(
         )
     h = None
     if lbfgs and wanted:
-        h = int(max(1, min(wanted, ((left - tile_bytes(smallest)) // 2) // pair)))
+        h = max(1, min(wanted, ((left - tile_bytes(smallest)) // 2) // pair))
         left -= h * pair
     size = int(math.isqrt(max(0, left) // per_pixel_activation))
     size = max(smallest, size - size % geometry.align)

@@ -27,6 +27,10 @@ class Targets:
     features (float32, no grad). ``style_weights`` are the normalized blend
     weights of the style images (they sum to 1). ``masks`` holds one 1×1×H×W
     mask in [0, 1] per style image at the content image's size, or is empty.
+
+    When the images are larger than a tile (README: Large images), ``content`` holds only the layers of
+    terms with ``reads_content = True`` (assembled from tiles), each entry of ``styles`` may be empty, and
+    ``style_grams`` holds each style image's Gram matrices (``gram_matrix``) at every layer in use instead.
     """
 
     content_image: Tensor
@@ -35,6 +39,7 @@ class Targets:
     styles: list[dict[str, Tensor]] = field(default_factory=list)
     style_weights: list[float] = field(default_factory=list)
     masks: list[Tensor] = field(default_factory=list)
+    style_grams: list[dict[str, Tensor]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,7 @@ class LossTerm(nn.Module, abc.ABC):
 
     supports_sample_weights: ClassVar[bool] = False
     tileable: ClassVar[bool] = False
+    reads_content: ClassVar[bool] = True  # whether set_targets reads Targets.content
 
     def __init__(self, weight: float = 1.0, layers: Sequence[str] = ()) -> None:
         super().__init__()

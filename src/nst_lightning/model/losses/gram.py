@@ -32,6 +32,13 @@ def gram_matrix(features: Tensor) -> Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)).div_(h * w)
 
 
+def style_gram(targets: Targets, index: int, layer: str) -> Tensor:
+    """Style image ``index``'s Gram matrix at ``layer``: computed by tiles when it was, else from its features."""
+    if index < len(targets.style_grams) and layer in targets.style_grams[index]:
+        return targets.style_grams[index][layer]
+    return gram_matrix(targets.styles[index][layer])
+
+
 class GramStyleLoss(LossTerm):
     """Gatys style loss: ``Σ_l w_l · 1/(4N_l²M_l²) Σ (G_l - A_l)²`` over style layers.
 
@@ -41,6 +48,7 @@ class GramStyleLoss(LossTerm):
 
     supports_sample_weights = True
     tileable = True
+    reads_content = False
 
     def __init__(
         self,
@@ -59,7 +67,7 @@ class GramStyleLoss(LossTerm):
         if targets.masks:
             raise ConfigValueError("data.masks needs a masked style loss: use class_path MaskedGramStyleLoss for the style")
         for i, name in enumerate(self.layers):
-            blend = sum(b * gram_matrix(s[name]) for b, s in zip(targets.style_weights, targets.styles))
+            blend = sum(b * style_gram(targets, k, name) for k, b in enumerate(targets.style_weights))
             self.register_target(str(i), blend)
 
     def register_target(self, key: str, target: Tensor) -> None:

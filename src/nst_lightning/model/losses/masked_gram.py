@@ -15,7 +15,7 @@ from torch import Tensor
 
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.model.losses.base import Targets, Window, per_image_mse
-from nst_lightning.model.losses.gram import GramStyleLoss, gram_matrix
+from nst_lightning.model.losses.gram import GramStyleLoss, style_gram
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -55,10 +55,10 @@ class MaskedGramStyleLoss(GramStyleLoss):
             )
         self.regions = len(targets.masks)
         self._resized: dict[tuple[int, tuple[int, int]], Tensor] = {}
-        for k, (mask, style) in enumerate(zip(targets.masks, targets.styles)):
+        for k, mask in enumerate(targets.masks):
             self.register_buffer(f"mask_{k}", mask.float().clone(), persistent=False)
             for i, name in enumerate(self.layers):
-                self.register_target(f"{k}_{i}", gram_matrix(style[name]))
+                self.register_target(f"{k}_{i}", style_gram(targets, k, name))
 
     def resized_mask(self, k: int, size: tuple[int, int]) -> Tensor:
         """Mask ``k`` at a layer's (whole-image) ``size``, kept for the next step and tile."""
