@@ -263,7 +263,7 @@ def choose_tiles(
     per_pixel_activation = (ACTIVATION_BYTES_CHECKPOINTED if checkpointing else ACTIVATION_BYTES) * images
     lbfgs = optimizer == "lbfgs"
     wanted = (tiling.lbfgs_history or history) if lbfgs else None
-    fixed = RUNTIME_BYTES + pixels * (copy * (IMAGE_COPIES + OPTIMIZER_COPIES[optimizer]) + per_pixel_targets * images)
+    fixed = RUNTIME_BYTES + int(pixels * (copy * (IMAGE_COPIES + OPTIMIZER_COPIES[optimizer]) + per_pixel_targets * images))
     pair = 2 * copy * pixels
     left = budget - fixed
 
