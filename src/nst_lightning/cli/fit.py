@@ -64,6 +64,9 @@ class StyleTransferCLI(LightningCLI):
         parser.add_argument(
             "--snapshot_every", type=int, default=0, help="Write a snapshot PNG every N steps (0: never)."
         )
+        parser.add_argument(
+            "--output_bit_depth", type=int, default=8, help="Bits per channel of the PNGs: 8, or 16 for prints."
+        )
 
     def instantiate_trainer(self, **kwargs):  # noqa: ANN003, ANN201
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -73,6 +76,7 @@ class StyleTransferCLI(LightningCLI):
             overwrite=init["overwrite"],
             snapshot_every=init["snapshot_every"],
             config=self._parser(self.subcommand).dump(config),
+            bit_depth=init["output_bit_depth"],
         )
         writer.check_output()
         self.image_writer = writer
