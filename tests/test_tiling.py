@@ -27,6 +27,7 @@ from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss, gram_matrix
 from nst_lightning.model.losses.masked_gram import MaskedGramStyleLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
+from nst_lightning.model.optimizers import ImageAdam
 from nst_lightning.model.style_transfer import StyleTransfer
 from nst_lightning.model.tiled_loss import tiled_features, tiled_loss_and_grad
 from nst_lightning.model.tiling import GiB, Tiling, TilingError, choose_tiles, plan_tiles, tile_geometry
@@ -136,14 +137,17 @@ def test_tiled_targets_equal_the_untiled_ones(vgg):
 
 
 def run(size: int, tiling: Tiling, steps: int, *callbacks, optimizer=None) -> StyleTransfer:
+    torch.manual_seed(0)  # the same random backbone in every run
     model = StyleTransfer(backbone=VGG19(weights="none"), tiling=tiling, optimizer=optimizer)
     data = StyleTransferData(content=str(CONTENT), style=str(STYLE), size=size)
     return fit(model, data, steps, *callbacks)
 
 
-def test_a_few_lbfgs_steps_give_the_untiled_image():
-    untiled = run(224, Tiling(mode="off"), 4)
-    tiled = run(224, Tiling(tile_size=192), 4)
+def test_a_few_steps_give_the_untiled_image():
+    # Adam: L-BFGS without a line search is chaotic here (a 1e-6 change of the init changes the image by
+    # 43/255 after 20 steps, README: Large images), so its runs cannot be compared after many steps.
+    untiled = run(224, Tiling(mode="off"), 4, optimizer=ImageAdam)
+    tiled = run(224, Tiling(tile_size=192), 4, optimizer=ImageAdam)
     assert untiled.tile_count == 1 and tiled.tile_count == 2
     assert float((untiled.image - tiled.image).abs().max()) < 1 / 255
 
@@ -156,7 +160,7 @@ def test_multiscale_runs_coarse_scales_whole_and_tiles_the_final_one():
             seen.append((tuple(pl_module.image.shape[-2:]), pl_module.tile_count))
 
     model = run(224, Tiling(tile_size=176), 3, Record(scales=2, steps_per_scale=1), optimizer=torch.optim.Adam)
-    assert seen[0] == ((112, 158), 1) and seen[-1][0] == (168, 224) and seen[-1][1] > 1
+    assert seen[0] == ((118, 158), 1) and seen[-1][0] == (168, 224) and seen[-1][1] > 1
     assert torch.isfinite(model.image).all()
 
 

@@ -255,7 +255,8 @@ class StyleTransfer(pl.LightningModule):
         kind = optimizer_kind(optimizer)
         wanted = getattr(optimizer, "wanted_history_size", None)
         if kind == "lbfgs" and wanted is None:
-            wanted = optimizer.wanted_history_size = optimizer.param_groups[0]["history_size"]
+            # defaults, not param_groups: a resumed run's groups hold the history size chosen before
+            wanted = optimizer.wanted_history_size = optimizer.defaults["history_size"]
         key = (height, width, self.num_images, kind, wanted)
         if key not in self._tile_choices:
             geometry = self._geometry()
