@@ -3,7 +3,8 @@ runs' peak memory against image size (the figures of README's "Large images (til
 
 Reproduce (CPU; run one part at a time, results are appended to ``--out`` as JSON lines):
 
-    python benchmarks/tiling.py exact                       # 256x192 px, tiles of 176 px: loss, gradient, 20 steps
+    python benchmarks/tiling.py exact --tile 208             # 256x192 px in 2 tiles: loss, gradient, 20 steps
+    python benchmarks/tiling.py chaos                        # untiled vs untiled from an init nudged by 1e-6
     python benchmarks/tiling.py ratio --size 1024 --tiles 512 768
     python benchmarks/tiling.py memory --sizes 512 1024 2048 4096 --budget 6 --steps 1
 
@@ -91,6 +92,25 @@ def exact(args: argparse.Namespace) -> None:
     })
 
 
+def chaos(args: argparse.Namespace) -> None:
+    """The untiled run against itself from an init changed by noise of 1e-6: how far L-BFGS amplifies
+    float-level differences in ``--steps`` steps (the yardstick for ``exact``'s image difference)."""
+    import torch
+
+    from nst_lightning.model.style_transfer import StyleTransfer
+    from nst_lightning.model.tiling import Tiling
+
+    plain, _ = fit(*build(args.size, Tiling(mode="off")), args.steps)
+    original = StyleTransfer.initial_image
+    StyleTransfer.initial_image = lambda self: (original(self) + 1e-6 * torch.randn_like(original(self))).clamp(0, 1)
+    try:
+        nudged, _ = fit(*build(args.size, Tiling(mode="off")), args.steps)
+    finally:
+        StyleTransfer.initial_image = original
+    emit(args.out, {"part": "chaos", "size": args.size, "steps": args.steps,
+                    "image_max_diff_255": float((plain.image - nudged.image).abs().max() * 255)})
+
+
 def ratio(args: argparse.Namespace) -> None:
     from nst_lightning.model.tiling import Tiling
 
@@ -135,7 +155,7 @@ def memory_one(args: argparse.Namespace) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("part", choices=["exact", "ratio", "memory"])
+    parser.add_argument("part", choices=["exact", "chaos", "ratio", "memory"])
     parser.add_argument("--out", type=Path, default=Path("outputs/tiling_bench.jsonl"))
     parser.add_argument("--size", type=int, default=256)
     parser.add_argument("--tile", type=int, default=176)
@@ -148,7 +168,7 @@ def main() -> None:
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[])
     args = parser.parse_args()
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    {"exact": exact, "ratio": ratio, "memory": memory_one}[args.part](args)
+    {"exact": exact, "chaos": chaos, "ratio": ratio, "memory": memory_one}[args.part](args)
 
 
 if __name__ == "__main__":
