@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from nst_lightning.claims import OutputClaim
-from nst_lightning.errors import NstLightningError
+from nst_lightning.errors import ConfigValueError, NstLightningError
 from nst_lightning.files import beside, check_writable_directory
 from nst_lightning.image.io import png_metadata, save_png
 
@@ -54,11 +54,16 @@ class ImageWriter(pl.Callback):
             found before the run, and the final write never replaces a file.
         snapshot_every: also write ``<stem>_step<N>.png`` beside ``output`` every N steps (0: never).
         config: YAML text stored in the PNG's ``nst-lightning:config`` text chunk.
+        bit_depth: bits per channel of the PNGs written, 8 or 16 (for prints).
     """
 
     def __init__(
-        self, output: str | Path, overwrite: bool = False, snapshot_every: int = 0, config: str | None = None
+        self, output: str | Path, overwrite: bool = False, snapshot_every: int = 0, config: str | None = None,
+        bit_depth: int = 8,
     ) -> None:
+        if bit_depth not in (8, 16):
+            raise ConfigValueError(f"must be 8 or 16, not {bit_depth!r}", key="--output_bit_depth")
+        self.bit_depth = bit_depth
         self.output = Path(output)
         self.overwrite = overwrite
         self.snapshot_every = snapshot_every
@@ -98,10 +103,12 @@ class ImageWriter(pl.Callback):
 
     def _save(self, pl_module: pl.LightningModule, path: Path, trainer: pl.Trainer) -> Path:
         try:
-            return save_png(pl_module.output_image(), path, self.metadata(trainer), replace=self.overwrite)
+            return save_png(pl_module.output_image(), path, self.metadata(trainer), replace=self.overwrite,
+                            bit_depth=self.bit_depth)
         except FileExistsError:
             # Someone else created the file during the run: keep theirs, and this run's image beside it.
-            kept = save_png(pl_module.output_image(), beside(path, f"_pid{os.getpid()}.png"), self.metadata(trainer))
+            kept = save_png(pl_module.output_image(), beside(path, f"_pid{os.getpid()}.png"), self.metadata(trainer),
+                            bit_depth=self.bit_depth)
             raise OutputExistsError(
                 f"{str(path)!r} appeared during the run and was not replaced; this run's image is saved to {str(kept)!r}"
             ) from None

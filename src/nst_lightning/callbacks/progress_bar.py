@@ -38,7 +38,8 @@ class LossProgressBar(TQDMProgressBar):
         return self._shown
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
-        metrics = {**super().get_metrics(trainer, pl_module), **self.losses(pl_module)}
+        tiles = getattr(pl_module, "tile_count", 1)
+        metrics = {**super().get_metrics(trainer, pl_module), **({"tiles": tiles} if tiles > 1 else {}), **self.losses(pl_module)}
         for callback in trainer.callbacks:  # why the run stopped (StopWhenConverged), once it has
             reason = getattr(callback, "short_reason", None)
             if isinstance(reason, str):

@@ -117,6 +117,9 @@ class StyleTransferCLI(LightningCLI):
         parser.add_argument(
             "--score_every", type=int, default=0, help="Also log the quality metrics every N steps (0: at the end only)."
         )
+        parser.add_argument(
+            "--output_bit_depth", type=int, default=8, help="Bits per channel of the PNGs: 8, or 16 for prints."
+        )
 
     def instantiate_trainer(self, **kwargs):
         config = self.config[self.subcommand] if self.subcommand else self.config
@@ -126,6 +129,7 @@ class StyleTransferCLI(LightningCLI):
             overwrite=init["overwrite"],
             snapshot_every=init["snapshot_every"],
             config=self._parser(self.subcommand).dump(config),
+            bit_depth=init["output_bit_depth"],
         )
         writer.check_output()
         self.image_writer = writer

@@ -13,6 +13,7 @@ from torchvision.transforms.functional import pil_to_tensor, to_pil_image
 
 from nst_lightning.errors import NstLightningError
 from nst_lightning.files import atomic_write
+from nst_lightning.image.png16 import write_png16
 
 # The backbone pools its input four times before relu5_1: a smaller edge leaves no feature map.
 MIN_EDGE = 16
@@ -172,12 +173,23 @@ def png_metadata(step: int, config: str | None = None) -> dict[str, str]:
 
 
 def save_png(
-    image: Tensor, path: str | os.PathLike, metadata: dict[str, str] | None = None, replace: bool = True
+    image: Tensor,
+    path: str | os.PathLike,
+    metadata: dict[str, str] | None = None,
+    replace: bool = True,
+    bit_depth: int = 8,
 ) -> Path:
     """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename.
 
     With ``replace=False`` an existing ``path`` is never replaced (:class:`FileExistsError`).
+    ``bit_depth`` 16 writes 16 bits per channel (for prints: no banding in smooth gradients).
     """
+    if bit_depth not in (8, 16):
+        raise ValueError(f"bit_depth must be 8 or 16, not {bit_depth!r}")
+    if bit_depth == 16:
+        with atomic_write(path, replace=replace) as f:
+            write_png16(image, f, metadata)
+        return Path(path)
     info = PngImagePlugin.PngInfo()
     for key, value in (metadata or {}).items():
         info.add_itxt(key, value)

@@ -12,6 +12,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.utilities.warnings import PossibleUserWarning
 from lightning.pytorch.cli import OptimizerCallable
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor, nn
 
 from nst_lightning.errors import ConfigError, ConfigValueError
@@ -24,6 +25,18 @@ from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
 from nst_lightning.model.optimizers import ImageLBFGS
+from nst_lightning.model.tiled_loss import tiled_features, tiled_loss_and_grad
+from nst_lightning.model.tiling import (
+    TileChoice,
+    TileGeometry,
+    TilePlan,
+    Tiling,
+    TilingError,
+    choose_tiles,
+    optimizer_kind,
+    plan_tiles,
+    tile_geometry,
+)
 
 INIT_CHOICES = ("content", "noise", "style")
 
@@ -75,6 +88,8 @@ class StyleTransfer(pl.LightningModule):
         compile: ``torch.compile`` the loss (backbone and loss terms) with this mode; ``reduce-overhead``
             also records CUDA graphs on a GPU. ``off`` (default) runs eagerly. The first steps pay for the
             compilation, and a new image size (multi-scale) compiles again. See README's performance section.
+        tiling: optimize images that do not fit the memory budget tile by tile, with the exact loss and
+            gradient (:class:`~nst_lightning.model.tiling.Tiling`; README: Large images). Default: automatic.
     """
 
     def __init__(
@@ -85,6 +100,7 @@ class StyleTransfer(pl.LightningModule):
         init: str = "content",
         preserve_colour: bool = False,
         compile: CompileMode = "off",
+        tiling: Tiling | None = None,
     ) -> None:
         super().__init__()
         self.backbone = backbone if backbone is not None else DEFAULT_BACKBONE()
@@ -115,6 +131,13 @@ class StyleTransfer(pl.LightningModule):
         self.register_parameter("image", None)
         self.logged_losses: dict[str, Tensor] = {}
         self.logged_step: int | None = None
+        self.tiling = tiling if tiling is not None else Tiling()
+        self.tile_count = 1
+        self._tile_choices: dict[tuple, TileChoice] = {}
+        self._tile_plans: dict[tuple, TilePlan] = {}
+        self._tile_geometry: TileGeometry | TilingError | None = None
+        self._layer_bytes: float | None = None
+        self._described: set[tuple] = set()
 
     def set_sample_weights(self, weights: Sequence[Mapping[str, float]]) -> None:
         """Optimize ``len(weights)`` independent images together, as one N×3×H×W batch (a batched sweep).
@@ -180,10 +203,24 @@ class StyleTransfer(pl.LightningModule):
 
     @torch.no_grad()
     def compute_targets(self) -> None:
-        """Content features and style statistics, once, on the training device and precision."""
+        """Content features and style statistics, once, on the training device and precision (by tiles when
+        the images are larger than a tile: then only the content layers that terms read are kept)."""
+        content_plan = self.tile_plan(self.content_image)
         with self.trainer.precision_plugin.forward_context():
-            content = self.backbone(self.content_image, self.layers)
-            styles = [self.backbone(s, self.layers) for s in self.style_images]
+            if content_plan is None:
+                content = self.backbone(self.content_image, self.layers)
+            else:
+                keep = sorted({name for t in self.losses.values() if t.reads_content for name in t.layers})
+                content, _ = tiled_features(self.backbone, self.content_image, content_plan, keep, [])
+            styles, style_grams = [], []
+            for style in self.style_images:
+                plan = self.tile_plan(style, choice_for=self.content_image)
+                if plan is None:
+                    styles.append(self.backbone(style, self.layers))
+                    style_grams.append({})
+                else:
+                    styles.append({})
+                    style_grams.append(tiled_features(self.backbone, style, plan, [], self.layers)[1])
         targets = Targets(
             content_image=self.content_image,
             content={k: v.float() for k, v in content.items()},
@@ -191,9 +228,83 @@ class StyleTransfer(pl.LightningModule):
             styles=[{k: v.float() for k, v in s.items()} for s in styles],
             style_weights=self.style_weights,
             masks=self.masks,
+            style_grams=style_grams,
         )
         for term in self.losses.values():
             term.set_targets(targets)
+
+    # -- tiling -----------------------------------------------------------------------------
+
+    def _geometry(self) -> TileGeometry | TilingError:
+        if self._tile_geometry is None:
+            try:
+                self._tile_geometry = tile_geometry(self.backbone, self.layers)
+            except TilingError as exc:  # raised only if an image needs tiles
+                self._tile_geometry = exc
+        return self._tile_geometry
+
+    def _content_bytes_per_pixel(self) -> float:
+        """Bytes per pixel of the content targets kept at full size (float32 maps of the content layers)."""
+        if self._layer_bytes is None:
+            keep = sorted({name for t in self.losses.values() if t.reads_content for name in t.layers})
+            total = 0.0
+            if keep:
+                with torch.no_grad():
+                    probe = self.backbone(torch.zeros(1, 3, 64, 64, device=self.device), keep)
+                total = sum(4.0 * f.shape[1] * f.shape[2] * f.shape[3] / (64 * 64) for f in probe.values())
+            self._layer_bytes = total
+        return self._layer_bytes
+
+    def tile_choice(self, height: int, width: int) -> TileChoice:
+        """What the memory budget gives an image of this size: a tile size (None: untiled) and L-BFGS's history."""
+        optimizers = self.trainer.optimizers if self._trainer is not None else []
+        optimizer = optimizers[0] if optimizers else None
+        kind = optimizer_kind(optimizer)
+        wanted = getattr(optimizer, "wanted_history_size", None)
+        if kind == "lbfgs" and wanted is None:
+            # defaults, not param_groups: a resumed run's groups hold the history size chosen before
+            wanted = optimizer.wanted_history_size = optimizer.defaults["history_size"]
+        key = (height, width, self.num_images, kind, wanted)
+        if key not in self._tile_choices:
+            geometry = self._geometry()
+            usable = geometry if isinstance(geometry, TileGeometry) else TileGeometry({}, 0, 1, "")
+            choice = choose_tiles(
+                self.tiling, usable, height, width, self.num_images, kind, wanted,
+                checkpointing=bool(getattr(self.backbone, "activation_checkpointing", False)),
+                per_pixel_targets=self._content_bytes_per_pixel(), device=self.device,
+            )
+            if choice.tile_size is not None and isinstance(geometry, TilingError):
+                raise geometry
+            self._tile_choices[key] = choice
+        return self._tile_choices[key]
+
+    def tile_plan(self, image: Tensor, choice_for: Tensor | None = None) -> TilePlan | None:
+        """The tiles of ``image`` (None: it runs whole), with the tile size chosen for ``choice_for`` (itself)."""
+        h, w = image.shape[-2:]
+        ref = choice_for if choice_for is not None else image
+        choice = self.tile_choice(*ref.shape[-2:])
+        if choice.tile_size is None or (h <= choice.tile_size and w <= choice.tile_size):
+            return None
+        key = (h, w, choice.tile_size)
+        if key not in self._tile_plans:
+            self._tile_plans[key] = plan_tiles(h, w, choice.tile_size, self._geometry())
+        return self._tile_plans[key]
+
+    def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
+        """Before each step (after MultiScale resized the image): the tiles, and L-BFGS's history to fit them."""
+        h, w = self.image.shape[-2:]
+        choice = self.tile_choice(h, w)
+        plan = self.tile_plan(self.image)
+        self.tile_count = len(plan) if plan is not None else 1
+        for optimizer in self.trainer.optimizers:
+            wanted = getattr(optimizer, "wanted_history_size", None)
+            if isinstance(optimizer, torch.optim.LBFGS) and wanted is not None:
+                set_history_size(optimizer, choice.history or wanted)
+        key = (h, w)
+        if plan is not None and key not in self._described:
+            self._described.add(key)
+            wanted = next((getattr(o, "wanted_history_size", None) for o in self.trainer.optimizers), None)
+            rank_zero_info(f"Tiling: {plan.describe()}; {choice.describe(wanted)}")
 
     def on_fit_start(self) -> None:
         self.compute_targets()
@@ -216,8 +327,16 @@ class StyleTransfer(pl.LightningModule):
         return {name: term(features, image) for name, term in self.losses.items()}
 
     def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
-        terms = (self.compiled_loss_terms or self.loss_terms)(self.image)
-        total = torch.stack([t.sum() for t in terms.values()]).sum()
+        plan = self.tile_plan(self.image)
+        if plan is None:
+            terms = (self.compiled_loss_terms or self.loss_terms)(self.image)
+            total = torch.stack([t.sum() for t in terms.values()]).sum()
+        else:
+            # The exact gradient computed tile by tile, returned as a loss whose value is the loss and whose
+            # gradient is that gradient: the optimizer, its closure and the precision plugin work unchanged.
+            terms, grad = tiled_loss_and_grad(self.backbone, self.losses, self.image, plan)
+            total = torch.stack([t.sum() for t in terms.values()]).sum()
+            total = total + ((self.image - self.image.detach()) * grad).sum()
         if self.logs_this_step():
             values = {f"loss/{k}": v.sum().detach() for k, v in terms.items()}
             self.log_dict({**values, "loss/total": total.detach()}, batch_size=1)
@@ -247,3 +366,13 @@ class StyleTransfer(pl.LightningModule):
         optimizer.config_key = "model.optimizer"
         check_precision(self.trainer.precision, optimizer)
         return optimizer
+
+
+def set_history_size(optimizer: torch.optim.LBFGS, size: int) -> None:
+    """L-BFGS's ``history_size``, dropping the oldest pairs it keeps beyond it (a resumed run, a new budget)."""
+    for group in optimizer.param_groups:
+        group["history_size"] = int(size)
+    for state in optimizer.state.values():
+        for key in ("old_dirs", "old_stps", "ro"):
+            if key in state and len(state[key]) > size:
+                del state[key][: len(state[key]) - size]

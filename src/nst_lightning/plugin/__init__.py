@@ -17,10 +17,12 @@ from __future__ import annotations
 from nst_lightning.errors import ConfigValueError, NstLightningError
 from nst_lightning.linalg import psd_matrix_power
 from nst_lightning.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from nst_lightning.model.backbones.geometry import LayerGeometry, walk
 from nst_lightning.model.backbones.weights import WeightsError, load_state_dict
 from nst_lightning.model.losses.base import (
     LossTerm,
     Targets,
+    Window,
     check_layer_weights,
     float32_only,
     inverse_mean_square,
@@ -36,12 +38,15 @@ __all__ = [
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "Backbone",
+    "LayerGeometry",
     "ConfigValueError",
     "LossTerm",
     "NstLightningError",
     "Register",
     "Targets",
     "WeightsError",
+    "Window",
+    "walk",
     "check_layer_weights",
     "float32_only",
     "gram_matrix",

@@ -8,6 +8,7 @@ from collections.abc import Collection
 from torch import Tensor, nn
 
 from nst_lightning.errors import ConfigValueError
+from nst_lightning.model.backbones.geometry import LayerGeometry
 from nst_lightning.model.memory_estimate import FeatureLayer
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -42,6 +43,11 @@ class Backbone(nn.Module, abc.ABC):
 
     def feature_layers(self) -> list[FeatureLayer] | None:
         """The layers the backbone runs, in order, for the memory estimate; None when unknown (no pre-check)."""
+        return None
+
+    def layer_geometry(self, layer: str) -> LayerGeometry | None:
+        """The receptive field of ``layer`` (see :mod:`~nst_lightning.model.backbones.geometry`), which tiling
+        needs; ``None`` (the default) when the backbone does not know it, and then it cannot be tiled."""
         return None
 
     def check_layers(self, layers: Collection[str]) -> None:

@@ -11,6 +11,7 @@ from torch.utils.checkpoint import checkpoint
 
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
+from nst_lightning.model.backbones.geometry import LayerGeometry, walk
 from nst_lightning.model.backbones.weights import (
     WeightsError,
     caffe_vgg19_conv_weights,
@@ -133,6 +134,13 @@ class _VGG(Backbone):
                 stride *= 2
                 out.append(FeatureLayer(name, out[-1].channels, stride, 12 if isinstance(module, nn.MaxPool2d) else 4))
         return out
+
+    def layer_geometry(self, layer: str) -> LayerGeometry | None:
+        self.check_layers([layer])
+        index = self._names.index(layer)
+        if not hasattr(self, "_geometry"):
+            self._geometry = walk(self.features)
+        return self._geometry[index] if index < len(self._geometry) else None
 
     def truncate(self, layers: Collection[str]) -> None:
         self.check_layers(layers)

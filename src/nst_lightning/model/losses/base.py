@@ -27,6 +27,10 @@ class Targets:
     features (float32, no grad). ``style_weights`` are the normalized blend
     weights of the style images (they sum to 1). ``masks`` holds one 1×1×H×W
     mask in [0, 1] per style image at the content image's size, or is empty.
+
+    When the images are larger than a tile (README: Large images), ``content`` holds only the layers of
+    terms with ``reads_content = True`` (assembled from tiles), each entry of ``styles`` may be empty, and
+    ``style_grams`` holds each style image's Gram matrices (``gram_matrix``) at every layer in use instead.
     """
 
     content_image: Tensor
@@ -35,6 +39,37 @@ class Targets:
     styles: list[dict[str, Tensor]] = field(default_factory=list)
     style_weights: list[float] = field(default_factory=list)
     masks: list[Tensor] = field(default_factory=list)
+    style_grams: list[dict[str, Tensor]] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Window:
+    """The feature positions that one tile of the image owns, per layer (see :mod:`nst_lightning.model.tiling`).
+
+    ``tile[name]`` are the (row, column) slices of those positions in the tile's features, ``full[name]`` the
+    same positions in the whole image's features, and ``full_size[name]`` that layer's (rows, columns) for the
+    whole image. Untiled, one window owns everything: :meth:`whole`.
+    """
+
+    tile: dict[str, tuple[slice, slice]]
+    full: dict[str, tuple[slice, slice]]
+    full_size: dict[str, tuple[int, int]]
+
+    @staticmethod
+    def whole(features: dict[str, Tensor]) -> Window:
+        everything = {name: (slice(None), slice(None)) for name in features}
+        sizes = {name: (int(f.shape[-2]), int(f.shape[-1])) for name, f in features.items()}
+        return Window(everything, everything, sizes)
+
+    def owned(self, features: dict[str, Tensor], name: str) -> Tensor:
+        """The positions of ``features[name]`` (the tile's) that this window owns."""
+        rows, cols = self.tile[name]
+        return features[name][..., rows, cols]
+
+    def crop(self, full: Tensor, name: str) -> Tensor:
+        """The same positions of a whole-image map at layer ``name`` (a target, a mask)."""
+        rows, cols = self.full[name]
+        return full[..., rows, cols]
 
 
 def inverse_mean_square(target: Tensor) -> Tensor:
@@ -73,12 +108,20 @@ class LossTerm(nn.Module, abc.ABC):
     image)`` returns the weighted loss as a float32 tensor, either a scalar or
     one value per image in the batch (N,).
 
+    A term that reads layers is *tileable* (``tileable = True``) when its loss depends on the image only
+    through sums over feature positions: it implements :meth:`statistics` (those sums over the positions of
+    one :class:`Window`) and :meth:`loss_from_statistics` (the loss from the sums over all windows), and its
+    ``forward`` is the two with one window. Large images are then optimized tile by tile with the exact
+    gradient. A term without layers (total variation) is always computed on the whole image.
+
     A term that sets ``supports_sample_weights = True`` returns one value per
     image weighted by :meth:`weighted`, so a batch of independent images (a
     batched sweep) can give each image its own weight.
     """
 
     supports_sample_weights: ClassVar[bool] = False
+    tileable: ClassVar[bool] = False
+    reads_content: ClassVar[bool] = True  # whether set_targets reads Targets.content
 
     def __init__(self, weight: float = 1.0, layers: Sequence[str] = ()) -> None:
         super().__init__()
@@ -110,3 +153,17 @@ class LossTerm(nn.Module, abc.ABC):
     @abc.abstractmethod
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
         """The weighted loss for ``image`` whose backbone features are ``features``."""
+
+    def statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor]:
+        """Tileable terms: sums over the positions ``window`` owns, float32; the loss depends on the image only
+        through their totals over all windows."""
+        raise NotImplementedError(f"{type(self).__name__} is not tileable")
+
+    def loss_from_statistics(self, statistics: dict[str, Tensor]) -> Tensor:
+        """Tileable terms: the weighted loss (as :meth:`forward`) from the statistics summed over all windows."""
+        raise NotImplementedError(f"{type(self).__name__} is not tileable")
+
+    def loss_by_windows(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
+        """``forward`` of a tileable term: the loss from the statistics of one window that owns everything."""
+        with float32_only(image.device):
+            return self.loss_from_statistics(self.statistics(features, image, Window.whole(features)))

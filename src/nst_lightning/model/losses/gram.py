@@ -11,8 +11,8 @@ from nst_lightning.errors import ConfigValueError
 from nst_lightning.model.losses.base import (
     LossTerm,
     Targets,
+    Window,
     check_layer_weights,
-    float32_only,
     inverse_mean_square,
     per_image_mse,
 )
@@ -32,6 +32,13 @@ def gram_matrix(features: Tensor) -> Tensor:
     return torch.bmm(flat, flat.transpose(1, 2)).div_(h * w)
 
 
+def style_gram(targets: Targets, index: int, layer: str) -> Tensor:
+    """Style image ``index``'s Gram matrix at ``layer``: computed by tiles when it was, else from its features."""
+    if index < len(targets.style_grams) and layer in targets.style_grams[index]:
+        return targets.style_grams[index][layer]
+    return gram_matrix(targets.styles[index][layer])
+
+
 class GramStyleLoss(LossTerm):
     """Gatys style loss: ``Σ_l w_l · 1/(4N_l²M_l²) Σ (G_l - A_l)²`` over style layers.
 
@@ -40,6 +47,8 @@ class GramStyleLoss(LossTerm):
     """
 
     supports_sample_weights = True
+    tileable = True
+    reads_content = False
 
     def __init__(
         self,
@@ -58,7 +67,7 @@ class GramStyleLoss(LossTerm):
         if targets.masks:
             raise ConfigValueError("data.masks needs a masked style loss: use class_path MaskedGramStyleLoss for the style")
         for i, name in enumerate(self.layers):
-            blend = sum(b * gram_matrix(s[name]) for b, s in zip(targets.style_weights, targets.styles))
+            blend = sum(b * style_gram(targets, k, name) for k, b in enumerate(targets.style_weights))
             self.register_target(str(i), blend)
 
     def register_target(self, key: str, target: Tensor) -> None:
@@ -67,10 +76,24 @@ class GramStyleLoss(LossTerm):
         scale = inverse_mean_square(target) if self.normalize else torch.ones(())
         self.register_buffer(f"scale_{key}", scale, persistent=False)
 
+    def statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor]:
+        """Per layer: the sum of the feature products ``Σ_p F_p F_pᵀ`` over the window's positions, and their count."""
+        stats = {}
+        for i, name in enumerate(self.layers):
+            owned = window.owned(features, name)
+            n, c, h, w = owned.shape
+            flat = owned.float().reshape(n, c, h * w)
+            stats[f"gram_sum_{i}"] = torch.bmm(flat, flat.transpose(1, 2))
+            stats[f"count_{i}"] = flat.new_full((), float(h * w))
+        return stats
+
+    def loss_from_statistics(self, statistics: dict[str, Tensor]) -> Tensor:
+        total = 0.0
+        for i, w in enumerate(self.layer_weights):
+            gram = statistics[f"gram_sum_{i}"] / statistics[f"count_{i}"]
+            mse = per_image_mse(gram, getattr(self, f"target_{i}"))
+            total = total + w * getattr(self, f"scale_{i}") * 0.25 * mse
+        return self.weighted(total)
+
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with float32_only(image.device):
-            total = image.new_zeros((), dtype=torch.float32)
-            for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
-                mse = per_image_mse(gram_matrix(features[name]), getattr(self, f"target_{i}"))
-                total = total + w * getattr(self, f"scale_{i}") * 0.25 * mse
-            return self.weighted(total)
+        return self.loss_by_windows(features, image)

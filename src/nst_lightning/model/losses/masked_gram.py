@@ -14,8 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from nst_lightning.errors import ConfigValueError
-from nst_lightning.model.losses.base import Targets, float32_only, per_image_mse
-from nst_lightning.model.losses.gram import GramStyleLoss, gram_matrix
+from nst_lightning.model.losses.base import Targets, Window, per_image_mse
+from nst_lightning.model.losses.gram import GramStyleLoss, style_gram
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -54,17 +54,42 @@ class MaskedGramStyleLoss(GramStyleLoss):
                 f"{len(targets.masks)} masks for {len(targets.styles)} style images"
             )
         self.regions = len(targets.masks)
-        for k, (mask, style) in enumerate(zip(targets.masks, targets.styles)):
+        self._resized: dict[tuple[int, tuple[int, int]], Tensor] = {}
+        for k, mask in enumerate(targets.masks):
             self.register_buffer(f"mask_{k}", mask.float().clone(), persistent=False)
             for i, name in enumerate(self.layers):
-                self.register_target(f"{k}_{i}", gram_matrix(style[name]))
+                self.register_target(f"{k}_{i}", style_gram(targets, k, name))
+
+    def resized_mask(self, k: int, size: tuple[int, int]) -> Tensor:
+        """Mask ``k`` at a layer's (whole-image) ``size``, kept for the next step and tile."""
+        cache = self.__dict__.setdefault("_resized", {})
+        key = (k, tuple(size))
+        if key not in cache:
+            cache[key] = resize_mask(getattr(self, f"mask_{k}").float(), size)
+        return cache[key]
+
+    def statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor]:
+        """Per region and layer: ``Σ_p m_p F_p F_pᵀ`` and ``Σ_p m_p`` over the window's positions."""
+        stats = {}
+        for i, name in enumerate(self.layers):
+            owned = window.owned(features, name)
+            n, c, h, w = owned.shape
+            flat = owned.float().reshape(n, c, h * w)
+            for k in range(self.regions):
+                mask = window.crop(self.resized_mask(k, window.full_size[name]), name)
+                m = mask.reshape(mask.shape[0], 1, h * w)
+                stats[f"gram_sum_{k}_{i}"] = torch.bmm(flat * m, flat.transpose(1, 2))
+                stats[f"mask_sum_{k}_{i}"] = m.sum(-1, keepdim=True)
+        return stats
+
+    def loss_from_statistics(self, statistics: dict[str, Tensor]) -> Tensor:
+        total = 0.0
+        for k in range(self.regions):
+            for i, w in enumerate(self.layer_weights):
+                gram = statistics[f"gram_sum_{k}_{i}"] / statistics[f"mask_sum_{k}_{i}"].clamp_min(1e-8)
+                mse = per_image_mse(gram, getattr(self, f"target_{k}_{i}"))
+                total = total + w * getattr(self, f"scale_{k}_{i}") * 0.25 * mse
+        return self.weighted(total)
 
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with float32_only(image.device):
-            total = image.new_zeros((), dtype=torch.float32)
-            for k in range(self.regions):
-                mask = getattr(self, f"mask_{k}")
-                for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
-                    mse = per_image_mse(masked_gram_matrix(features[name], mask), getattr(self, f"target_{k}_{i}"))
-                    total = total + w * getattr(self, f"scale_{k}_{i}") * 0.25 * mse
-            return self.weighted(total)
+        return self.loss_by_windows(features, image)
