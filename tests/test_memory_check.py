@@ -3,6 +3,7 @@ refusal of a run that cannot fit, before anything large is allocated."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import resource
@@ -137,26 +138,15 @@ def test_a_run_that_fits_is_not_refused(tmp_path, monkeypatch):
 
 # -- calibration: the estimate against the peak memory of real runs -------------------------------------
 
-CHILD = """
-import json, sys
-from pathlib import Path
-from nst_lightning.cli.fit import build_cli
-from nst_lightning.cli.memory_check import run_estimate
-from nst_lightning.heap import release_freed_memory
+def _benchmark_module(name: str):  # noqa: ANN202
+    spec = importlib.util.spec_from_file_location(f"benchmark_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
-def status(key):
-    line = next(l for l in Path("/proc/self/status").read_text().splitlines() if l.startswith(key + ":"))
-    return int(line.split()[1]) * 1024
 
-cli = build_cli(sys.argv[1:], run=False)
-cli.before_fit()
-estimate = run_estimate(cli.model, cli.datamodule, cli.datamodule.size, cli.model.backbone.activation_checkpointing)
-release_freed_memory()
-Path("/proc/self/clear_refs").write_text("5")  # the peak (VmHWM) starts again from here
-base = status("VmRSS")
-cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-print(json.dumps({"peak": status("VmHWM") - base, "estimate": estimate}))
-"""
+# The child process that measures a run's peak memory: the same script as the benchmark's calibration table.
+CHILD = _benchmark_module("memory_estimate").CHILD
 
 
 def measured_peak(tmp_path: Path, size: int, *extra: str) -> tuple[int, int]:
