@@ -176,8 +176,9 @@ def save_png(
     image: Tensor,
     path: str | os.PathLike,
     metadata: dict[str, str] | None = None,
-    replace: bool = True,
     bit_depth: int = 8,
+    *,
+    replace: bool = True,
 ) -> Path:
     """Write ``image`` as PNG atomically: a temporary file in the same directory, then a rename.
 
