@@ -50,7 +50,7 @@ def test_every_user_facing_error_derives_from_one_base():
     from nst_lightning.callbacks.image_writer import OutputExistsError
     from nst_lightning.callbacks.interrupt import RunInterrupted
     from nst_lightning.callbacks.nonfinite_guard import NonFiniteLossError
-    from nst_lightning.cli.checks import ConfigFileError
+    from nst_lightning.cli.argv_checks import ConfigFileError
     from nst_lightning.cli.component_names import UnknownComponentError
     from nst_lightning.files import OutputNotWritableError
     from nst_lightning.image.io import ImageError

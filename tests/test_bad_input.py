@@ -19,7 +19,7 @@ import yaml
 from PIL import Image
 
 from nst_lightning.cli import main
-from nst_lightning.cli.prechecks import check_checkpoint
+from nst_lightning.cli.run_checks import check_checkpoint
 from nst_lightning.files import beside
 from nst_lightning.image import io as image_io
 from nst_lightning.image.io import load_image

@@ -16,7 +16,7 @@ from pathlib import Path
 import torch
 import yaml
 
-from nst_lightning.cli.checks import option_values
+from nst_lightning.cli.argv_checks import option_values
 from nst_lightning.config_tree import class_path, get_key, loss_terms
 from nst_lightning.errors import ConfigError
 from nst_lightning.plugin.registry import KINDS, Registry

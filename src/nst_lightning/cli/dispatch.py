@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
-from nst_lightning.cli.checks import check_config_files
+from nst_lightning.cli.argv_checks import check_config_files
 from nst_lightning.cli.component_names import check_component_names
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.cli.messages import (

@@ -19,7 +19,7 @@ from nst_lightning.callbacks.progress_bar import progress_for
 from nst_lightning.callbacks.quality import QualityReport, run_summary
 from nst_lightning.cli.memory_check import check_memory
 from nst_lightning.cli.messages import filter_known_warnings, filter_lightning_tips
-from nst_lightning.cli.prechecks import check_checkpoint, check_max_steps
+from nst_lightning.cli.run_checks import check_checkpoint, check_max_steps
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.heap import release_freed_memory
