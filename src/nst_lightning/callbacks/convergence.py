@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 from torch import Tensor
 
+from nst_lightning.callbacks.multiscale import MultiScale
 from nst_lightning.errors import ConfigValueError
 
 
@@ -127,8 +128,6 @@ class StopWhenConverged(pl.Callback):
 
     @staticmethod
     def multiscale(trainer: pl.Trainer):
-        from nst_lightning.callbacks.multiscale import MultiScale
-
         return next((c for c in trainer.callbacks if isinstance(c, MultiScale)), None)
 
     def _converged(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
