@@ -36,8 +36,9 @@ class Harness:
 
     def __init__(self, callback: StopWhenConverged, images: int = 1, callbacks=(), max_steps: int = 1000) -> None:
         self.callback = callback
-        self.trainer = SimpleNamespace(global_step=0, should_stop=False, max_steps=max_steps,
-                                       callbacks=[callback, *callbacks])
+        self.trainer = SimpleNamespace(global_step=0, should_stop=False, max_steps=max_steps, log_every_n_steps=10,
+                                       callbacks=[callback, *callbacks],
+                                       strategy=SimpleNamespace(root_device=torch.device("cpu")))
         self.module = SimpleNamespace(image=torch.zeros(images, 3, 8, 8))
 
     def step(self, losses: list[float]) -> None:
@@ -68,6 +69,30 @@ def test_stops_on_a_synthetic_curve_when_the_gain_over_the_window_is_below_toler
     assert 20 <= stopped <= 30 and h.trainer.should_stop
     rule.on_train_end(h.trainer, h.module)
     assert rule.reason.startswith(f"converged at step {stopped}") and rule.short_reason == f"converged@{stopped}"
+
+
+def test_check_every_reads_the_losses_in_batches_and_stops_at_most_that_late():
+    data = [[curve(k)] for k in range(200)]
+    every = Harness(StopWhenConverged(tolerance=1e-3, window=10)).run(data)
+    rule = StopWhenConverged(tolerance=1e-3, window=10, check_every=4)
+    h = Harness(rule)
+    reads = []
+    original = rule._flush
+    rule._flush = lambda: (reads.append(len(rule._pending)), original())[1]
+    stopped = h.run(data)
+    assert stopped % 4 == 0 and every <= stopped < every + 4  # the same test, up to 3 steps late
+    assert set(reads) == {4}  # one transfer per 4 steps
+    # the default: every step on a CPU, every log_every_n_steps steps on an accelerator (no sync per step)
+    auto = StopWhenConverged()
+    assert auto.interval(h.trainer) == 1
+    h.trainer.strategy = SimpleNamespace(root_device=torch.device("cuda", 0))
+    assert auto.interval(h.trainer) == 10
+    with pytest.raises(ConfigValueError, match="check_every"):
+        StopWhenConverged(check_every=0)
+    # a checkpoint taken between two reads keeps the waiting steps' losses
+    rule = StopWhenConverged(tolerance=1e-3, window=10, check_every=4)
+    Harness(rule).run(data[:6])
+    assert len(rule._pending) == 2 and len(rule.state_dict()["history"]) == 6 and rule._pending == []
 
 
 def test_min_steps_and_max_steps():

@@ -15,9 +15,13 @@ from nst_lightning.quality.distances import (
     CONTENT_LAYER,
     STYLE_LAYERS,
     blend,
+    content_distance_from,
     content_distance_of,
+    features,
     gram,
+    image_statistics,
     relative,
+    scoring_plan,
     style_distance_of,
 )
 from nst_lightning.quality.metrics import ContentDistance, StyleDistance
@@ -107,6 +111,31 @@ def test_masked_style_distance_is_per_region():
     assert masked.compute().item() == pytest.approx((d1.compute().item() + d2.compute().item()) / 2, rel=1e-4)
     plain.update(image, [s1, s1], weights=[1, 1])  # a blend of one style with itself is that style
     assert plain.compute().item() == pytest.approx(d1.compute().item(), rel=1e-5)
+
+
+def test_large_images_are_scored_by_tiles_with_the_same_result():
+    """Above SCORE_TILE px the statistics are summed tile by tile (80 px margins, 16 px grid): the Grams, the
+    masked Grams and the content sums equal the whole image's, edges that are not multiples of 16 included."""
+    torch.manual_seed(0)
+    image, content = torch.rand(2, 3, 213, 301), torch.rand(1, 3, 213, 301)
+    mask = torch.zeros(1, 1, 213, 301)
+    mask[..., 40:170, 90:260] = 1.0
+    assert len(scoring_plan(213, 301, 192)) > 4 and len(scoring_plan(213, 301)) == 1
+    whole = image_statistics(image, [mask], content)
+    tiled = image_statistics(image, [mask], content, tile_size=192)
+    for name in STYLE_LAYERS:
+        assert torch.allclose(tiled.grams[name], whole.grams[name], rtol=1e-4, atol=1e-7)
+        assert torch.allclose(tiled.masked_grams[0][name], whole.masked_grams[0][name], rtol=1e-4, atol=1e-7)
+    assert torch.allclose(tiled.content_error, whole.content_error, rtol=1e-5)
+    assert tiled.content_norm.item() == pytest.approx(whole.content_norm.item(), rel=1e-5)
+    # and the whole-image statistics are the hand definitions on the whole feature maps
+    f = features(image)
+    assert torch.allclose(whole.grams["relu3_1"], gram(f["relu3_1"]), rtol=1e-4, atol=1e-7)
+    assert torch.allclose(content_distance_from(whole), content_distance_of(f, features(content)), rtol=1e-5)
+    # a margin too small to be exact would show: cutting the image into halves without margins differs
+    halves = image_statistics(image[..., :, :160], content=content[..., :, :160]).content_error + image_statistics(
+        image[..., :, 160:], content=content[..., :, 160:]).content_error
+    assert not torch.allclose(halves, whole.content_error, rtol=1e-3)
 
 
 # -- scoring files -----------------------------------------------------------------------------------

@@ -46,16 +46,25 @@ class StopWhenConverged(pl.Callback):
         tolerance: the relative improvement of the best loss over ``window`` steps below which a run is done.
         window: the number of optimizer steps the improvement is measured over.
         min_steps: never stop before this many steps at a scale.
+        check_every: read the losses back and test every this many steps. Each read is a host sync on a
+            GPU, so by default the test runs every step on a CPU (where a read is free) and every
+            ``trainer.log_every_n_steps`` steps on other accelerators; the losses of the steps in between
+            wait on the device and the test sees every one of them, so only the stop can come up to
+            ``check_every - 1`` steps late.
     """
 
-    def __init__(self, tolerance: float = 2e-3, window: int = 10, min_steps: int = 0) -> None:
+    def __init__(self, tolerance: float = 2e-3, window: int = 10, min_steps: int = 0, check_every: int | None = None) -> None:
         if not 0 <= tolerance < 1:
             raise ConfigValueError(f"StopWhenConverged: tolerance must be in [0, 1), not {tolerance!r}")
         if window < 1 or min_steps < 0:
             raise ConfigValueError(f"StopWhenConverged: window must be >= 1 and min_steps >= 0, not {window!r}, {min_steps!r}")
+        if check_every is not None and (isinstance(check_every, bool) or check_every < 1):
+            raise ConfigValueError(f"StopWhenConverged: check_every must be >= 1, not {check_every!r}")
         self.tolerance = float(tolerance)
         self.window = int(window)
         self.min_steps = int(min_steps)
+        self.check_every = check_every
+        self._pending: list[Tensor] = []  # per-image losses of the steps not yet read back (on the device)
         self.history: list[list[float]] = []
         self.done: list[bool] = []
         self.shape: tuple[int, ...] | None = None
@@ -87,18 +96,33 @@ class StopWhenConverged(pl.Callback):
     def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._remove_hooks()
 
-    def image_losses(self, pl_module: pl.LightningModule, outputs: Any) -> list[float]:
-        """This step's total loss per image: the terms' per-image values (a scalar term is shared equally)."""
+    def image_losses(self, pl_module: pl.LightningModule, outputs: Any) -> Tensor:
+        """This step's total loss per image, (N,) on the loss's device (no host sync): the terms' per-image
+        values (a scalar term is shared equally)."""
         n = pl_module.image.shape[0] if getattr(pl_module, "image", None) is not None else 1
         if self._captured:
-            total = torch.zeros(n, dtype=torch.float64)
+            total = None
             for value in self._captured.values():
-                value = value.detach().double().cpu().reshape(-1)
-                total += value if value.numel() == n else value.sum() / n
+                value = value.detach().float().reshape(-1)
+                value = value if value.numel() == n else (value.sum() / n).expand(n)
+                total = value if total is None else total + value
             self._captured = {}
-            return total.tolist()
+            return total
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        return [float(loss) / n] * n
+        return (loss.detach().float() / n).reshape(1).expand(n)
+
+    def _flush(self) -> None:
+        """Read the waiting steps' losses back in one transfer and keep the last ``window + 1`` steps."""
+        if self._pending:
+            self.history.extend(torch.stack(self._pending).double().cpu().tolist())
+            self._pending = []
+        self.history = self.history[-(self.window + 1):]
+
+    def interval(self, trainer: pl.Trainer) -> int:
+        """How many steps' losses wait on the device between two tests (``check_every``)."""
+        if self.check_every is not None:
+            return self.check_every
+        return 1 if trainer.strategy.root_device.type == "cpu" else max(1, trainer.log_every_n_steps)
 
     # -- the test -----------------------------------------------------------------------------
 
@@ -106,14 +130,18 @@ class StopWhenConverged(pl.Callback):
         shape = tuple(pl_module.image.shape)
         if shape != self.shape:  # a new scale (or the first step): a fresh history
             self.shape, self.history, self.done = shape, [], [False] * shape[0]
+            self._pending = []
         self._captured = {}
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if outputs is None:
             return
-        self.history.append(self.image_losses(pl_module, outputs))
-        self.history = self.history[-(self.window + 1):]
+        self._pending.append(self.image_losses(pl_module, outputs))
         steps_here = self.steps_at_scale(trainer)
+        last = trainer.max_steps is not None and trainer.global_step >= trainer.max_steps > 0
+        if len(self._pending) < self.interval(trainer) and not last:
+            return
+        self._flush()
         if steps_here < max(self.min_steps, self.window):
             return
         flat = plateaued(self.history, self.window, self.tolerance)
@@ -156,6 +184,7 @@ class StopWhenConverged(pl.Callback):
     # -- resume ---------------------------------------------------------------------------------
 
     def state_dict(self) -> dict[str, Any]:
+        self._flush()  # a checkpoint holds every step's loss, so a resumed run continues the same test
         return {"history": self.history, "done": self.done, "shape": self.shape, "events": self.events}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:

@@ -7,22 +7,30 @@
 
 They are ratios, so they do not depend on the image's size or on the loss weights of the run, and the
 C·H·W normalization only makes each Gram a mean over positions (the ratio would cancel a constant).
+
+Both depend on the image only through sums over feature positions, so :func:`image_statistics` computes
+them tile by tile (with the exact margins of :mod:`nst_lightning.model.tiling`) for images larger than
+``SCORE_TILE`` px: scoring a 4096 px print then needs one tile's activations, not the whole image's.
 """
 
 from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
 from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.losses.masked_gram import resize_mask
+from nst_lightning.model.tiling import TileGeometry, TilePlan, plan_tiles, tile_geometry, whole_plan
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 LAYERS = (*STYLE_LAYERS, CONTENT_LAYER)
+# Images with an edge longer than this are scored tile by tile (the result is the same; memory is bounded).
+SCORE_TILE = 1024
 
 
 @functools.cache
@@ -55,6 +63,90 @@ def gram(feature: Tensor, mask: Tensor | None = None) -> Tensor:
     return torch.bmm(flat * m, flat.transpose(1, 2)) / (c * m.sum(-1, keepdim=True).clamp_min(1e-8))
 
 
+@functools.cache
+def scoring_geometry() -> TileGeometry:
+    """Margin and alignment of the scoring backbone's layers (80 px and 16 px for relu5_1)."""
+    return tile_geometry(scoring_backbone("cpu"), LAYERS)
+
+
+def scoring_plan(height: int, width: int, tile_size: int | None = None) -> TilePlan:
+    """One tile for an image whose long edge is at most ``tile_size`` (default ``SCORE_TILE``), else tiles."""
+    tile_size = tile_size or SCORE_TILE
+    if max(height, width) <= tile_size:
+        return whole_plan(height, width, scoring_geometry())
+    return plan_tiles(height, width, tile_size, scoring_geometry())
+
+
+@dataclass
+class ImageStatistics:
+    """What the distances need of one batch of images, summed over all feature positions."""
+
+    grams: dict[str, Tensor]  # by style layer: N×C×C, divided by C·H·W (as :func:`gram`)
+    masked_grams: list[dict[str, Tensor]]  # per mask: the mask-weighted Grams (as ``gram(f, mask)``)
+    content_error: Tensor | None = None  # (N,): ‖F(image) − F(content)‖² at relu4_2
+    content_norm: Tensor | None = None  # (): ‖F(content)‖² at relu4_2
+
+
+def _accumulate(into: dict[str, Tensor], name: str, value: Tensor) -> None:
+    into[name] = into[name] + value if name in into else value
+
+
+@torch.no_grad()
+def image_statistics(
+    image: Tensor, masks: Sequence[Tensor] = (), content: Tensor | None = None, tile_size: int | None = None
+) -> ImageStatistics:
+    """The Grams of an N×3×H×W image in [0, 1] (and within each 1×1×H×W mask), and with ``content`` (1×3×H×W)
+    the content distance's two sums; tile by tile when the image is larger than ``tile_size``."""
+    n, _, height, width = image.shape
+    plan = scoring_plan(height, width, tile_size)
+    net = scoring_backbone(image.device)
+    sizes = {name: (g.feature_size(height), g.feature_size(width)) for name, g in plan.geometry.layers.items()}
+    full_masks = [{name: resize_mask(m.float().to(image.device), sizes[name]) for name in STYLE_LAYERS} for m in masks]
+    sums: dict[str, Tensor] = {}
+    masked: list[dict[str, Tensor]] = [{} for _ in masks]
+    weights: list[dict[str, Tensor]] = [{} for _ in masks]
+    error = norm = None
+    with torch.autocast(device_type=image.device.type, enabled=False):
+        for tile in plan.tiles:
+            window = plan.window(tile)
+            rows, cols = slice(*tile.rows), slice(*tile.cols)
+            out = net(image[..., rows, cols].float(), LAYERS)
+            for name in STYLE_LAYERS:
+                flat = window.owned(out, name).float().flatten(2)  # N×C×P
+                _accumulate(sums, name, torch.bmm(flat, flat.transpose(1, 2)))
+                for i, mask in enumerate(full_masks):
+                    m = window.crop(mask[name], name).flatten(2)  # 1×1×P
+                    _accumulate(masked[i], name, torch.bmm(flat * m, flat.transpose(1, 2)))
+                    _accumulate(weights[i], name, m.sum(-1, keepdim=True))
+            if content is not None:
+                target = {CONTENT_LAYER: net(content[..., rows, cols].float().to(image.device), [CONTENT_LAYER])[CONTENT_LAYER]}
+                fc = window.owned(target, CONTENT_LAYER).float()
+                fo = window.owned(out, CONTENT_LAYER).float()
+                part_error, part_norm = (fo - fc).pow(2).flatten(1).sum(1), fc.pow(2).sum()
+                error = part_error if error is None else error + part_error
+                norm = part_norm if norm is None else norm + part_norm
+            del out
+    grams = {}
+    for name in STYLE_LAYERS:
+        c = sums[name].shape[-1]
+        grams[name] = sums[name] / (c * sizes[name][0] * sizes[name][1])
+    masked_grams = [
+        {name: masked[i][name] / (masked[i][name].shape[-1] * weights[i][name].clamp_min(1e-8)) for name in STYLE_LAYERS}
+        for i in range(len(masks))
+    ]
+    return ImageStatistics(grams, masked_grams, error, norm)
+
+
+def style_distance_from_grams(grams: dict[str, Tensor], target: dict[str, Tensor]) -> Tensor:
+    """The style distance (N,) of an image's Grams to the target Grams: the mean over the style layers."""
+    return torch.stack([relative(grams[name], target[name]) for name in STYLE_LAYERS]).mean(0)
+
+
+def content_distance_from(statistics: ImageStatistics) -> Tensor:
+    """The content distance (N,) from :func:`image_statistics` computed with ``content``."""
+    return statistics.content_error / statistics.content_norm.clamp_min(1e-30)
+
+
 def relative(x: Tensor, target: Tensor) -> Tensor:
     """``‖x − target‖² / ‖target‖²`` per image of the batch: (N,)."""
     target = target.expand_as(x)
@@ -62,8 +154,8 @@ def relative(x: Tensor, target: Tensor) -> Tensor:
 
 
 def style_targets(styles: Sequence[Tensor]) -> list[dict[str, Tensor]]:
-    """Each style image's Grams by layer (1×C×C each)."""
-    return [{name: gram(f[name]) for name in STYLE_LAYERS} for f in map(features, styles)]
+    """Each style image's Grams by layer (1×C×C each), tile by tile for large images."""
+    return [image_statistics(style).grams for style in styles]
 
 
 def blend(targets: Sequence[dict[str, Tensor]], weights: Sequence[float] | None = None) -> dict[str, Tensor]:

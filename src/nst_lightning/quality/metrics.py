@@ -17,9 +17,9 @@ from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from nst_lightning.quality.distances import (
     blend,
-    content_distance_of,
-    features,
-    style_distance_of,
+    content_distance_from,
+    image_statistics,
+    style_distance_from_grams,
     style_targets,
 )
 
@@ -63,12 +63,12 @@ class StyleDistance(_MeanDistance):
         styles = [styles] if isinstance(styles, Tensor) else list(styles)
         if masks and len(masks) != len(styles):
             raise ValueError(f"{len(masks)} masks for {len(styles)} style images")
-        out, targets = features(preds), style_targets(styles)
+        out, targets = image_statistics(preds, masks or ()), style_targets(styles)
         if masks:
-            per_region = [style_distance_of(out, t, m.to(preds.device)) for t, m in zip(targets, masks)]
+            per_region = [style_distance_from_grams(g, t) for g, t in zip(out.masked_grams, targets)]
             self._add(torch.stack(per_region).mean(0))
         else:
-            self._add(style_distance_of(out, blend(targets, weights)))
+            self._add(style_distance_from_grams(out.grams, blend(targets, weights)))
 
 
 class ContentDistance(_MeanDistance):
@@ -78,4 +78,4 @@ class ContentDistance(_MeanDistance):
     def update(self, preds: Tensor, content: Tensor) -> None:
         if tuple(preds.shape[-2:]) != tuple(content.shape[-2:]):
             raise ValueError(f"content is {tuple(content.shape[-2:])}, the output {tuple(preds.shape[-2:])}: resize it first")
-        self._add(content_distance_of(features(preds), features(content)))
+        self._add(content_distance_from(image_statistics(preds, content=content)))

@@ -21,9 +21,9 @@ from nst_lightning.image.io import MIN_EDGE, ImageError, open_rgb
 from nst_lightning.image.masks import load_mask
 from nst_lightning.quality.distances import (
     blend,
-    content_distance_of,
-    features,
-    style_distance_of,
+    content_distance_from,
+    image_statistics,
+    style_distance_from_grams,
     style_targets,
 )
 from nst_lightning.quality.metrics import SSIM
@@ -72,17 +72,17 @@ def score_tensor(
     content_image = load_bicubic(content, "content image", size=(w, h))
     style_edge = max(MIN_EDGE, round(max(h, w) * style_scale))
     style_images = [load_bicubic(s, "style image", long_edge=style_edge) for s in styles]
-    out = features(output)
+    mask_images = [load_mask(m, (h, w)) for m in masks]
+    out = image_statistics(output, mask_images, content_image)
     targets = style_targets(style_images)
     scores: dict[str, Tensor] = {}
     if masks:
-        mask_images = [load_mask(m, (h, w)) for m in masks]
-        regions = torch.stack([style_distance_of(out, t, m) for t, m in zip(targets, mask_images)], 1)
+        regions = torch.stack([style_distance_from_grams(g, t) for g, t in zip(out.masked_grams, targets)], 1)
         scores["style_distance"] = regions.mean(1)
     else:
         regions = None
-        scores["style_distance"] = style_distance_of(out, blend(targets, style_weights))
-    scores["content_distance"] = content_distance_of(out, features(content_image))
+        scores["style_distance"] = style_distance_from_grams(out.grams, blend(targets, style_weights))
+    scores["content_distance"] = content_distance_from(out)
     ssim = SSIM(reduction="none")
     scores["ssim"] = ssim(output, content_image.expand_as(output)).reshape(-1)
     rows = [{k: float(v[i]) for k, v in scores.items()} for i in range(output.shape[0])]
