@@ -24,7 +24,7 @@ from nst_lightning.quality.distances import (
     scoring_plan,
     style_distance_of,
 )
-from nst_lightning.quality.metrics import ContentDistance, StyleDistance
+from nst_lightning.quality.metrics import SSIM, ContentDistance, StyleDistance, ssim_by_tiles
 from nst_lightning.quality.scoring import load_bicubic, score_file, score_tensor
 
 from .conftest import CONTENT, DEFAULT, STYLE
@@ -136,6 +136,16 @@ def test_large_images_are_scored_by_tiles_with_the_same_result():
     halves = image_statistics(image[..., :, :160], content=content[..., :, :160]).content_error + image_statistics(
         image[..., :, 160:], content=content[..., :, 160:]).content_error
     assert not torch.allclose(halves, whole.content_error, rtol=1e-3)
+
+
+def test_ssim_by_tiles_is_torchmetrics_ssim():
+    torch.manual_seed(1)
+    preds, target = torch.rand(2, 3, 70, 93), torch.rand(1, 3, 70, 93)
+    target = (0.5 * target + 0.5 * preds[:1]).clamp(0, 1)  # similar images: SSIM well away from 0
+    whole = SSIM(reduction="none")(preds, target.expand_as(preds))
+    assert ssim_by_tiles(preds, target).tolist() == pytest.approx(whole.tolist(), rel=1e-5)
+    tiled = ssim_by_tiles(preds, target, tile_size=24)  # 4 × 6 tiles, each owning at least 14 px
+    assert tiled.tolist() == pytest.approx(whole.tolist(), rel=1e-5)
 
 
 # -- scoring files -----------------------------------------------------------------------------------

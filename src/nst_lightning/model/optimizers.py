@@ -17,7 +17,11 @@ import torch
 class ImageLBFGS(torch.optim.LBFGS):
     """L-BFGS, one iteration per training step, without a line search by default (as jcjohnson/neural-style).
 
-    ``line_search_fn="strong_wolfe"`` is steadier but costs about two loss evaluations per step.
+    ``line_search_fn="strong_wolfe"`` is steadier but costs about two loss evaluations per step. With it,
+    ``max_eval`` defaults to ``max_iter + 24`` (the line search's own default of 25 trials). torch's default,
+    ``max_iter * 5 // 4``, is 1 for one iteration per step: the line search then gets no trial beyond its first,
+    returns a step of 0 whenever that trial does not lower the loss, and the run stays at the same image for
+    every later step.
     """
 
     def __init__(
@@ -31,6 +35,8 @@ class ImageLBFGS(torch.optim.LBFGS):
         tolerance_change: float = 0.0,
         line_search_fn: str | None = None,
     ) -> None:
+        if max_eval is None and line_search_fn is not None:
+            max_eval = max_iter + 24
         super().__init__(
             params,
             lr=lr,

@@ -30,7 +30,7 @@ STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
 CONTENT_LAYER = "relu4_2"
 LAYERS = (*STYLE_LAYERS, CONTENT_LAYER)
 # Images with an edge longer than this are scored tile by tile (the result is the same; memory is bounded).
-SCORE_TILE = 1024
+SCORE_TILE = 768
 
 
 @functools.cache

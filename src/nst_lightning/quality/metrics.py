@@ -13,7 +13,10 @@ from functools import partial
 import torch
 from torch import Tensor
 from torchmetrics import Metric
+from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import StructuralSimilarityIndexMeasure
+
+from nst_lightning.model.tiling import axis_tiles
 
 from nst_lightning.quality.distances import (
     blend,
@@ -24,6 +27,28 @@ from nst_lightning.quality.distances import (
 )
 
 SSIM = partial(StructuralSimilarityIndexMeasure, data_range=1.0)
+SSIM_REACH = 5  # torchmetrics' default 11 px Gaussian window reaches 5 px on each side
+
+
+@torch.no_grad()
+def ssim_by_tiles(preds: Tensor, target: Tensor, tile_size: int = 1024) -> Tensor:
+    """torchmetrics' SSIM (``data_range=1``, its default window) per image, (N,), computed tile by tile.
+
+    SSIM is the mean of a map whose every value reads an 11×11 neighbourhood (reflected at the image's
+    edges). Each tile reads 5 px of real neighbours beyond the block it owns, so its map equals the whole
+    image's there; the owned blocks' sums add up to the whole map's. A whole torchmetrics SSIM of a 4096 px
+    image holds about a dozen image-sized intermediates (over 8 GB); a tile's, a few hundred MB.
+    """
+    n, c, height, width = preds.shape
+    target = target.expand_as(preds)
+    total = torch.zeros(n, dtype=torch.float64, device=preds.device)
+    for r0, r1, a0, a1 in axis_tiles(height, tile_size, SSIM_REACH, 1):
+        for c0, c1, b0, b1 in axis_tiles(width, tile_size, SSIM_REACH, 1):
+            _, full = structural_similarity_index_measure(
+                preds[..., r0:r1, c0:c1], target[..., r0:r1, c0:c1], data_range=1.0, reduction="none", return_full_image=True
+            )
+            total += full[..., a0 - r0 : a1 - r0, b0 - c0 : b1 - c0].double().sum((1, 2, 3))
+    return (total / (c * height * width)).float()
 
 
 class _MeanDistance(Metric):

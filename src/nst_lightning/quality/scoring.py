@@ -26,7 +26,7 @@ from nst_lightning.quality.distances import (
     style_distance_from_grams,
     style_targets,
 )
-from nst_lightning.quality.metrics import SSIM
+from nst_lightning.quality.metrics import ssim_by_tiles
 
 Path_ = str | os.PathLike
 
@@ -83,8 +83,7 @@ def score_tensor(
         regions = None
         scores["style_distance"] = style_distance_from_grams(out.grams, blend(targets, style_weights))
     scores["content_distance"] = content_distance_from(out)
-    ssim = SSIM(reduction="none")
-    scores["ssim"] = ssim(output, content_image.expand_as(output)).reshape(-1)
+    scores["ssim"] = ssim_by_tiles(output, content_image)
     rows = [{k: float(v[i]) for k, v in scores.items()} for i in range(output.shape[0])]
     if regions is not None:
         for i, row in enumerate(rows):
