@@ -17,7 +17,6 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from nst_lightning.model.tiling import axis_tiles
-
 from nst_lightning.quality.distances import (
     blend,
     content_distance_from,
