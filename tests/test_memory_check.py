@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from nst_lightning.available_memory import (
     _cgroup_available,
@@ -128,6 +129,22 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_large_is_allocated(tmp
     else:
         assert "activation_checkpointing" not in line
     assert not (tmp_path / "out.png").exists()
+
+
+def test_a_run_too_large_to_run_whole_is_not_refused_when_tiles_fit(tmp_path, monkeypatch):
+    """4096 px needs ~66 GiB whole but a few GiB in tiles: with tiling on (the default) the pre-check lets it
+    through; with --model.tiling.mode off it is refused as before."""
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: 6 * 2**30)
+    cli = build_cli(fit_args(tmp_path, 4096)[1:], run=False)
+    assert memory_check.run_estimate(cli.model, cli.datamodule, 4096, False) > 30 * 2**30
+    memory_check.check_memory(cli.model, cli.datamodule, torch.device("cpu"))  # no error
+    off = build_cli(fit_args(tmp_path, 4096, "--model.tiling.mode", "off")[1:], run=False)
+    with pytest.raises(memory_check.InsufficientMemoryError, match="a 4096 px run needs about"):
+        memory_check.check_memory(off.model, off.datamodule, torch.device("cpu"))
+    # a budget that cannot hold the image's state and one tile is still refused up front
+    monkeypatch.setattr(memory_check, "available_bytes", lambda device: 1 * 2**30)
+    with pytest.raises(memory_check.InsufficientMemoryError, match="a 4096 px run needs about"):
+        memory_check.check_memory(cli.model, cli.datamodule, torch.device("cpu"))
 
 
 def test_a_run_that_fits_is_not_refused(tmp_path, monkeypatch):

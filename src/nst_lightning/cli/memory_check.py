@@ -19,6 +19,7 @@ from nst_lightning.errors import ConfigError
 from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.memory_estimate import estimate_bytes, largest_fitting_size
 from nst_lightning.model.style_transfer import StyleTransfer
+from nst_lightning.model.tiling import GiB, TileGeometry, TilingError, choose_tiles
 
 CHECKPOINTING_KEY = "--model.backbone.init_args.activation_checkpointing"
 
@@ -71,8 +72,32 @@ def run_estimate(model: StyleTransfer, data: StyleTransferData, long_edge: int, 
                           content_layers, len(data.style), data.style_scale)
 
 
+def fits_in_tiles(model: StyleTransfer, data: StyleTransferData, available: int, checkpointing: bool) -> bool:
+    """Whether ``model.tiling`` can run the image in tiles within the memory available (or its own budget, if
+    smaller): the whole image's state and one tile must fit. False when tiling is off or impossible."""
+    tiling = getattr(model, "tiling", None)
+    if tiling is None or tiling.mode == "off":
+        return False
+    geometry = model._geometry()
+    if not isinstance(geometry, TileGeometry):
+        return False  # the backbone cannot be tiled: the untiled estimate decides
+    budget = available if tiling.memory_budget is None else min(available, int(tiling.memory_budget * GiB))
+    height, width = content_shape(data, data.size)
+    kind, history = optimizer_kind(model)
+    kind = kind if kind in ("lbfgs", "adam") else "other"
+    try:
+        choose_tiles(
+            type(tiling)(tiling.mode, tiling.tile_size, budget / GiB, tiling.lbfgs_history), geometry, height, width,
+            model.num_images, kind, history or None, checkpointing, model._content_bytes_per_pixel(),
+        )
+    except TilingError:
+        return False
+    return True
+
+
 def check_memory(model: StyleTransfer, data: StyleTransferData, device: torch.device) -> None:
-    """Raise :class:`InsufficientMemoryError` (naming ``data.size`` and what would fit) if the run cannot fit."""
+    """Raise :class:`InsufficientMemoryError` (naming ``data.size`` and what would fit) if the run cannot fit,
+    whole or (with ``model.tiling``) in tiles."""
     if not isinstance(data, StyleTransferData):
         return
     checkpointing = bool(getattr(model.backbone, "activation_checkpointing", False))
@@ -80,6 +105,8 @@ def check_memory(model: StyleTransfer, data: StyleTransferData, device: torch.de
     available = available_bytes(device)
     if needed is None or available is None or needed <= available:
         return
+    if fits_in_tiles(model, data, available, checkpointing):
+        return  # tiles bound the activations; the tile choice says what it chose when the run starts
     fits = largest_fitting_size(available, data.size, lambda edge: run_estimate(model, data, edge, checkpointing))
     advice = [f"the largest that fits is --data.size {fits}" if fits else "not even --data.size 16 fits"]
     if not checkpointing and hasattr(model.backbone, "activation_checkpointing"):
