@@ -123,6 +123,28 @@ def rules_table(records: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def beats_table(records: list[dict], references: list[dict]) -> str:
+    """For each run at 512 px: the first scored step where both distances beat jcjohnson's output of that pair."""
+    lines = ["| run | pair | reference (style / content) | first step better on both | FSE (pixels) | style | content | at 100 FSE: style / content |",
+             "|---|---|---|---|---|---|---|---|"]
+    refs = {r["pair"]: r for r in references}
+    for rec in records:
+        ref = refs.get(rec["pair"])
+        if rec["size"] != 512 or ref is None:
+            continue
+        rows = [r for r in scored(final_rows(rec)) if r["step"] > 0]
+        better = next((r for r in rows if r["style_distance"] < ref["style_distance"] and r["content_distance"] < ref["content_distance"]), None)
+        at100 = [r for r in rows if fse_pixels(rec, r) <= 100.0 + 1e-6]
+        at100_text = f"{at100[-1]['style_distance']:.4f} / {at100[-1]['content_distance']:.3f}" if at100 else "–"
+        ref_text = f"{ref['style_distance']:.4f} / {ref['content_distance']:.3f}"
+        if better is None:
+            lines.append(f"| {rec['variant']} | {rec['pair']} | {ref_text} | not within the run | | | | {at100_text} |")
+        else:
+            lines.append(f"| {rec['variant']} | {rec['pair']} | {ref_text} | {better['step']} | {fse_pixels(rec, better):.1f} | "
+                         f"{better['style_distance']:.4f} | {better['content_distance']:.3f} | {at100_text} |")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict], references: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -164,7 +186,7 @@ def plot(records: list[dict], references: list[dict], path: Path) -> None:
 
 def report(jsonls: list[Path], out: Path) -> None:
     records, references = load(*jsonls)
-    text = "## Runs\n\n" + table(records, references) + "\n\n## Candidate stopping rules, replayed on the recorded runs\n\n" + rules_table(records) + "\n"
+    text = "## Runs\n\n" + table(records, references) + "\n\n## 512 px against jcjohnson/neural-style\n\n" + beats_table(records, references) + "\n\n## Candidate stopping rules, replayed on the recorded runs\n\n" + rules_table(records) + "\n"
     out.with_suffix(".md").write_text(text)
     print(text)
     try:
