@@ -7,7 +7,7 @@ from pathlib import Path
 
 from nst_lightning.callbacks.convergence import plateaued
 
-RULES = [(1e-4, 50), (1e-3, 10), (2e-3, 10), (5e-3, 10), (1e-2, 10), (5e-3, 20), (1e-2, 20)]
+RULES = [(1e-4, 50), (1e-3, 10), (2e-3, 10), (5e-3, 10), (1e-2, 10), (2e-3, 20), (5e-3, 20), (1e-2, 20), (5e-3, 30), (1e-2, 50)]
 
 
 def load(*paths: Path) -> tuple[list[dict], list[dict]]:

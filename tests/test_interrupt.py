@@ -139,3 +139,32 @@ def test_ctrl_c_while_the_command_is_still_importing_exits_130_with_one_line(tmp
         child.kill()
     assert child.returncode == 130
     assert err == "nst-lightning: error: interrupted\n" and out == ""
+
+
+def test_a_multiscale_run_saved_at_a_coarse_scale_resumes_there_exactly(tmp_path, one_thread):
+    """The checkpoint of a run stopped at a coarse scale holds a smaller image than a fresh run starts with;
+    the resumed run takes that size, continues the scale with the optimizer state it saved, and ends with
+    the uninterrupted run's image, bit for bit."""
+    from lightning.pytorch.callbacks import Callback
+
+    from nst_lightning.cli.fit import build_cli
+
+    scales = ("--trainer.callbacks+=MultiScale", "--trainer.callbacks.scales", "2", "--trainer.callbacks.steps_per_scale", "6")
+    ckpt = tmp_path / "coarse.ckpt"
+
+    class SaveAtStep3(Callback):
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+            if trainer.global_step == 3:
+                trainer.save_checkpoint(ckpt)
+
+    for optimizer in ("ImageLBFGS", "ImageAdam"):
+        cli = build_cli(run_args(tmp_path, optimizer, 9, f"first_{optimizer}.png", *scales)[1:], run=False)
+        cli.trainer.callbacks.append(SaveAtStep3())
+        cli.trainer.fit(cli.model, cli.datamodule)
+        saved = torch.load(ckpt, weights_only=True, map_location="cpu")
+        assert saved["global_step"] == 3 and tuple(saved["state_dict"]["image"].shape[-2:]) == (26, 34)  # the 34 px scale
+        main(run_args(tmp_path, optimizer, 9, f"resumed_{optimizer}.png", *scales, "--ckpt_path", str(ckpt)))
+        main(run_args(tmp_path, optimizer, 9, f"uninterrupted_{optimizer}.png", *scales))
+        resumed = read_png(tmp_path / f"resumed_{optimizer}.png")
+        assert resumed.shape == (3, 36, 48)
+        assert torch.equal(resumed, read_png(tmp_path / f"uninterrupted_{optimizer}.png")), optimizer

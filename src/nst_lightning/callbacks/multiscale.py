@@ -120,20 +120,22 @@ class MultiScale(pl.Callback):
         first = self.scale_index < 0
         self.scale_index = k
         content, styles, masks = trainer.datamodule.load_images(self.sizes[k])
+        resized = True
         if first and trainer.global_step == 0 and len(self.sizes) > 1:
             pl_module.set_images(content, styles, masks)
             # Start the coarsest scale from its own init, not a shrunk one (one per image of a batched sweep).
             image = pl_module.initial_image().expand(pl_module.image.shape[0], -1, -1, -1)
         elif tuple(pl_module.image.shape[-2:]) == tuple(content.shape[-2:]):
-            image = pl_module.image.detach()
+            image, resized = pl_module.image.detach(), False  # a run resumed at this scale
         else:
             image = F.interpolate(pl_module.image.detach(), size=content.shape[-2:], mode=self.mode, align_corners=False)
         pl_module.set_images(content, styles, masks)
         pl_module.image.data = image.clamp(0, 1).contiguous()
         pl_module.image.grad = None
         pl_module.compute_targets()
-        for optimizer in trainer.optimizers:
-            reset_optimizer_state(optimizer)
+        if resized:  # a resumed run keeps the optimizer state it saved at this scale
+            for optimizer in trainer.optimizers:
+                reset_optimizer_state(optimizer)
 
 
 def reset_optimizer_state(optimizer: torch.optim.Optimizer) -> None:

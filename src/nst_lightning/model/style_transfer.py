@@ -185,6 +185,13 @@ class StyleTransfer(pl.LightningModule):
         self.style_weights = list(data.style_weights)
         self.image = nn.Parameter(self.initial_image().expand(self.num_images, -1, -1, -1).contiguous())
 
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Before the state is loaded: give the image the checkpoint's size. A multi-scale run interrupted at a
+        coarse scale saved a smaller image than ``setup`` made; ``MultiScale`` then goes on from that scale."""
+        saved = checkpoint.get("state_dict", {}).get("image")
+        if saved is not None and self.image is not None and saved.shape != self.image.shape:
+            self.image.data = torch.empty(saved.shape, dtype=self.image.dtype, device=self.image.device)
+
     @property
     def style_images(self) -> list[Tensor]:
         return [getattr(self, f"style_image_{i}") for i in range(self.num_styles)]
