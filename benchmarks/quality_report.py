@@ -63,13 +63,15 @@ def simulate(record: dict, tolerance: float, window: int) -> int | None:
 
 
 def later_fall(record: dict, step: int, ahead: int = 100) -> tuple[float, int] | None:
-    """How much the loss fell (relative) from ``step`` over the next ``ahead`` steps, or the steps recorded."""
+    """How much lower (relative) the loss got within the next ``ahead`` steps (or the steps recorded) than the
+    best loss up to ``step``: the lowest loss ahead, since L-BFGS's loss has spikes that a last value would count."""
     rows = final_rows(record)
-    at = next((r for r in rows if r["step"] == step), None)
+    upto = [r["loss"] for r in rows if r["step"] <= step]
     after = [r for r in rows if step < r["step"] <= step + ahead]
-    if at is None or not after:
+    if not upto or not after:
         return None
-    return (at["loss"] - after[-1]["loss"]) / at["loss"], after[-1]["step"] - step
+    best = min(upto)
+    return (best - min(r["loss"] for r in after)) / best, after[-1]["step"] - step
 
 
 def at_step(record: dict, step: int) -> dict | None:
