@@ -43,10 +43,10 @@ class Harness:
 
     def step(self, losses: list[float]) -> None:
         self.callback.on_train_batch_start(self.trainer, self.module, None, 0)
-        # as the loss terms' forward hooks would capture them: one value per image
-        self.callback._captured = {"total": torch.tensor(losses)}
         self.trainer.global_step += 1
-        self.callback.on_train_batch_end(self.trainer, self.module, {"loss": torch.tensor(sum(losses))}, None, 0)
+        # what StyleTransfer.training_step returns: the total, and each term's value per image
+        outputs = {"loss": torch.tensor(sum(losses)), "terms": {"total": torch.tensor(losses)}}
+        self.callback.on_train_batch_end(self.trainer, self.module, outputs, None, 0)
 
     def run(self, curve) -> int:
         for losses in curve:
@@ -177,3 +177,33 @@ def test_the_default_config_stops_by_the_rule(tmp_path, capsys):
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "converged at step" in last
     assert int(last.split("converged at step ")[1].split()[0]) < 75  # well before max_steps
+
+
+def test_a_tiled_run_is_judged_on_the_same_total_as_the_untiled_run():
+    """The stopping rule reads the step's per-term losses from what the step returns, on both paths. (It used
+    to listen on the terms' forward, which the tiled path never calls for the content and style terms: a
+    tiled run was judged on TV alone and stopped at the first test.)"""
+    from nst_lightning.data import StyleTransferData
+    from nst_lightning.model.backbones.vgg import VGG19
+    from nst_lightning.model.optimizers import ImageAdam
+    from nst_lightning.model.style_transfer import StyleTransfer
+    from nst_lightning.model.tiling import Tiling
+
+    from .conftest import CONTENT, STYLE
+    from .fit_helpers import fit
+
+    judged = {}
+    for name, tiling in (("untiled", Tiling(mode="off")), ("tiled", Tiling(tile_size=192))):
+        torch.manual_seed(0)  # the same random backbone in both runs
+        model = StyleTransfer(backbone=VGG19(weights="none"), tiling=tiling, optimizer=ImageAdam)
+        rule = StopWhenConverged(tolerance=0.05, window=3)
+        fit(model, StyleTransferData(content=str(CONTENT), style=str(STYLE), size=224), 8, rule)
+        assert model.report.tile_count == (2 if name == "tiled" else 1)
+        judged[name] = (torch.tensor(rule.history), rule.stopped_step, model.report.last_step.terms)
+    (untiled, untiled_stop, untiled_terms), (tiled, tiled_stop, tiled_terms) = judged["untiled"], judged["tiled"]
+    assert untiled.shape == tiled.shape and len(untiled) == 4  # the window's 3 steps and the one before
+    assert torch.allclose(tiled, untiled, rtol=1e-4), (tiled, untiled)
+    assert tiled_stop == untiled_stop
+    assert set(tiled_terms) == {"content", "style", "tv"}
+    for term in tiled_terms:
+        assert torch.allclose(tiled_terms[term], untiled_terms[term], rtol=1e-4), term

@@ -20,6 +20,7 @@ from nst_lightning.available_memory import (
     available_bytes,
 )
 from nst_lightning.cli import main, memory_check
+from nst_lightning.model import run_plan
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.memory_estimate import (
@@ -102,7 +103,7 @@ def fit_args(tmp_path: Path, size: int, *extra: str) -> list[str]:
 def test_a_run_that_cannot_fit_is_refused_before_anything_large_is_allocated(tmp_path, capsys, monkeypatch,
                                                                              checkpointing):
     budget = 400 * 2**20
-    monkeypatch.setattr(memory_check, "available_bytes", lambda device: budget)
+    monkeypatch.setattr(run_plan, "available_bytes", lambda device: budget)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     extra = ["--model.backbone.init_args.activation_checkpointing", "true"] if checkpointing else []
     with pytest.raises(SystemExit) as exit_info:
@@ -116,7 +117,7 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_large_is_allocated(tmp
     fits = int(line.split("the largest that fits is --data.size ")[1].split(",")[0].split(";")[0])
     assert 256 <= fits < 600 and fits % 16 == 0
     cli_args = fit_args(tmp_path, fits, *extra)
-    monkeypatch.setattr(memory_check, "available_bytes", lambda device: None)  # build it for the estimate only
+    monkeypatch.setattr(run_plan, "available_bytes", lambda device: None)  # build it for the estimate only
     cli = build_cli(cli_args[1:], run=False)
 
     def estimate(edge: int) -> int:
@@ -134,7 +135,7 @@ def test_a_run_that_cannot_fit_is_refused_before_anything_large_is_allocated(tmp
 def test_a_run_too_large_to_run_whole_is_not_refused_when_tiles_fit(tmp_path, monkeypatch):
     """4096 px needs ~66 GiB whole but a few GiB in tiles: with tiling on (the default) the pre-check lets it
     through; with --model.tiling.mode off it is refused as before."""
-    monkeypatch.setattr(memory_check, "available_bytes", lambda device: 6 * 2**30)
+    monkeypatch.setattr(run_plan, "available_bytes", lambda device: 6 * 2**30)
     cli = build_cli(fit_args(tmp_path, 4096)[1:], run=False)
     assert memory_check.run_estimate(cli.model, cli.datamodule, 4096, False) > 30 * 2**30
     memory_check.check_memory(cli.model, cli.datamodule, torch.device("cpu"))  # no error
@@ -142,13 +143,13 @@ def test_a_run_too_large_to_run_whole_is_not_refused_when_tiles_fit(tmp_path, mo
     with pytest.raises(memory_check.InsufficientMemoryError, match="a 4096 px run needs about"):
         memory_check.check_memory(off.model, off.datamodule, torch.device("cpu"))
     # a budget that cannot hold the image's state and one tile is still refused up front
-    monkeypatch.setattr(memory_check, "available_bytes", lambda device: 1 * 2**30)
+    monkeypatch.setattr(run_plan, "available_bytes", lambda device: 1 * 2**30)
     with pytest.raises(memory_check.InsufficientMemoryError, match="a 4096 px run needs about"):
         memory_check.check_memory(cli.model, cli.datamodule, torch.device("cpu"))
 
 
 def test_a_run_that_fits_is_not_refused(tmp_path, monkeypatch):
-    monkeypatch.setattr(memory_check, "available_bytes", lambda device: 400 * 2**20)
+    monkeypatch.setattr(run_plan, "available_bytes", lambda device: 400 * 2**20)
     main(fit_args(tmp_path, 64))
     assert (tmp_path / "out.png").exists()
 

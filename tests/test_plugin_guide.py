@@ -60,3 +60,44 @@ def test_the_guides_minimal_plugin_works_as_it_stands(monkeypatch, tmp_path, cap
     after = (image - image.new_tensor(rgb)).norm()
     # Measured: the distance to the target colour falls from 0.48 to 0.39 in 10 steps (the style term pulls back).
     assert after < 0.9 * before, (before, after)
+
+
+def test_the_guides_tileable_loss_tiles_and_batches(monkeypatch, tmp_path):
+    """The guide's worked loss (not a Gram loss): with a style image larger than a tile, the tiled loss and
+    gradient equal the untiled ones, and in a batch each image gets its own weight."""
+    import torch
+
+    from nst_lightning.model.backbones.vgg import VGG19
+    from nst_lightning.model.targets import set_targets
+    from nst_lightning.model.tiled_loss import tiled_loss_and_grad
+    from nst_lightning.model.tiling import plan_tiles, tile_geometry
+
+    write_module(monkeypatch, tmp_path, "nst_mean_std", guide_files()["nst_mean_std.py"])
+    import nst_mean_std
+
+    torch.manual_seed(0)
+    vgg = VGG19(weights="none")
+    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1"]
+    vgg.truncate(layers)
+    geometry = tile_geometry(vgg, layers)
+    content, style = torch.rand(1, 3, 200, 216), torch.rand(1, 3, 208, 224)
+    whole, tiled = {"style": nst_mean_std.MeanStdStyleLoss()}, {"style": nst_mean_std.MeanStdStyleLoss()}
+    set_targets(vgg, whole, content, [style], [1.0])
+    set_targets(vgg, tiled, content, [style], [1.0], content_plan=plan_tiles(200, 216, 192, geometry),
+                style_plans=[plan_tiles(208, 224, 192, geometry)])
+    image = torch.rand(1, 3, 200, 216, requires_grad=True)
+    value = whole["style"](vgg(image, whole["style"].layers), image)
+    value.backward()
+    by_tiles, grad = tiled_loss_and_grad(vgg, tiled, image.detach(), plan_tiles(200, 216, 192, geometry))
+    assert torch.allclose(by_tiles["style"], value.detach(), rtol=1e-5, atol=0)
+    assert float((grad - image.grad).norm() / image.grad.norm()) < 1e-4
+
+    batched = nst_mean_std.MeanStdStyleLoss()
+    batched.set_sample_weights([1.0, 4.0])
+    set_targets(vgg, {"style": batched}, content, [style], [1.0])
+    images = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        pair = batched(vgg(images, batched.layers), images)
+        alone = [whole["style"](vgg(images[i : i + 1], batched.layers), images[i : i + 1]) / 10.0 for i in range(2)]
+    assert pair.shape == (2,)
+    assert torch.allclose(pair, torch.stack([alone[0] * 1.0, alone[1] * 4.0]).reshape(2), rtol=1e-4)

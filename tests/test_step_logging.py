@@ -50,10 +50,10 @@ def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, ever
     # The bar shows the last step's losses, and anything reading the callback metrics after fit finds them.
     shown = trainer.progress_bar_callback.get_metrics(trainer, model)
     assert {"loss/content", "loss/style", "loss/tv"} <= set(shown)
-    assert shown["loss/style"] == pytest.approx(float(model.logged_losses["loss/style"]))
+    assert shown["loss/style"] == pytest.approx(float(model.report.logged_losses["loss/style"]))
     assert set(trainer.callback_metrics) >= {"loss/content", "loss/style", "loss/tv", "loss/total"}
     assert float(trainer.callback_metrics["loss/total"]) == pytest.approx(
-        float(sum(t.sum() for t in model.logged_losses.values()))
+        float(sum(t.sum() for t in model.report.logged_losses.values()))
     )
 
 

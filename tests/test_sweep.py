@@ -113,6 +113,54 @@ def test_adam_points_batch_by_everything_but_loss_weights_and_lbfgs_runs_alone(t
     assert [len(b) for b in plan_batches(lbfgs, lbfgs.points, 8)] == [1, 1, 1]
 
 
+COUPLED_SGD = '''
+import torch
+
+
+class NormalizedSGD(torch.optim.Optimizer):
+    """Steps by the gradient divided by its norm over everything it optimizes: the images of a batch move
+    together (each one's step depends on the others' gradients)."""
+
+    def __init__(self, params, lr: float = 0.01):
+        super().__init__(params, {"lr": lr})
+
+    @torch.no_grad()
+    def step(self, closure=None):
+        loss = None if closure is None else closure()
+        for group in self.param_groups:
+            for p in group["params"]:
+                if p.grad is not None:
+                    p.add_(p.grad / p.grad.norm().clamp_min(1e-12), alpha=-group["lr"])
+        return loss
+
+
+class DeclaredSGD(torch.optim.SGD):
+    per_image = True  # element-wise: the plugin says so
+    state_copies = 2
+'''
+
+
+def test_an_optimizer_that_couples_the_images_is_never_batched(tmp_path, monkeypatch):
+    from nst_lightning.model.optimizers import ImageAdam, ImageLBFGS, optimizer_traits
+
+    from .plugin_helpers import write_module
+
+    write_module(monkeypatch, tmp_path, "coupled_sgd", COUPLED_SGD)
+    import coupled_sgd
+
+    assert not optimizer_traits(coupled_sgd.NormalizedSGD).per_image  # undeclared: assumed to couple
+    assert optimizer_traits(coupled_sgd.DeclaredSGD).per_image
+    assert optimizer_traits(ImageAdam).per_image and optimizer_traits(torch.optim.Adam).per_image
+    assert not optimizer_traits(ImageLBFGS).per_image and optimizer_traits(ImageLBFGS).history == 100
+    weights = "model.losses.style.init_args.weight=10,30,100"
+    coupled = build_sweep(DEFAULT, None, [weights, "model.optimizer=coupled_sgd.NormalizedSGD"])
+    assert [len(b) for b in plan_batches(coupled, coupled.points, 8)] == [1, 1, 1]
+    declared = build_sweep(DEFAULT, None, [weights, "model.optimizer=coupled_sgd.DeclaredSGD"])
+    assert [len(b) for b in plan_batches(declared, declared.points, 8)] == [3]
+    unknown = build_sweep(DEFAULT, None, [weights, "model.optimizer=no_such_module.Optimizer"])
+    assert [len(b) for b in plan_batches(unknown, unknown.points, 8)] == [1, 1, 1]
+
+
 # -- per-image loss weights -----------------------------------------------------------------------
 
 

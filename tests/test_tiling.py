@@ -22,15 +22,17 @@ from nst_lightning.callbacks.multiscale import MultiScale
 from nst_lightning.data import StyleTransferData
 from nst_lightning.image.io import save_png
 from nst_lightning.model.backbones.vgg import VGG19
-from nst_lightning.model.losses.base import LossTerm, Targets
+from nst_lightning.model.losses.base import LossTerm
 from nst_lightning.model.losses.content import ContentLoss
-from nst_lightning.model.losses.gram import GramStyleLoss, gram_matrix
+from nst_lightning.model.losses.gram import GramStyleLoss, gram_matrix, window_gram_sums
 from nst_lightning.model.losses.masked_gram import MaskedGramStyleLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
-from nst_lightning.model.optimizers import ImageAdam
+from nst_lightning.model.optimizers import ImageAdam, ImageLBFGS, optimizer_traits
+from nst_lightning.model.run_plan import RunPlan
 from nst_lightning.model.style_transfer import StyleTransfer
-from nst_lightning.model.tiled_loss import tiled_features, tiled_loss_and_grad
-from nst_lightning.model.tiling import Tiling, TilingError, choose_tiles, plan_tiles, tile_geometry
+from nst_lightning.model.targets import set_targets as compute_targets
+from nst_lightning.model.tiled_loss import assembled_features, sum_over_tiles, tiled_loss_and_grad
+from nst_lightning.model.tiling import Tiling, TilingError, plan_tiles, tile_geometry
 
 from .conftest import CONTENT, STYLE
 from .fit_helpers import fit
@@ -82,13 +84,7 @@ def set_targets(vgg, losses, h, w, styles: int, masked: bool) -> None:
         left[..., : w // 3] = 1.0
         left[..., w // 3 : w // 2] = 0.5  # grey: a weighted region, across tile borders
         masks = [left, 1 - left]
-    with torch.no_grad():
-        targets = Targets(
-            content_image=content, content=vgg(content, LAYERS), style_images=style_images,
-            styles=[vgg(s, LAYERS) for s in style_images], style_weights=[1.0 / styles] * styles, masks=masks,
-        )
-    for term in losses.values():
-        term.set_targets(targets)
+    compute_targets(vgg, losses, content, style_images, [1.0 / styles] * styles, masks)
 
 
 # Sizes not multiples of 16 (the last tile's pooling floors), and 2x2 tiles that split both axes.
@@ -128,12 +124,14 @@ def test_a_margin_short_of_the_receptive_field_is_not_exact(vgg):
 def test_tiled_targets_equal_the_untiled_ones(vgg):
     image = torch.rand(1, 3, 190, 230)
     plan = plan_tiles(190, 230, 176, tile_geometry(vgg, LAYERS))
-    maps, grams = tiled_features(vgg, image, plan, ["relu4_2"], ["relu1_1", "relu5_1"])
+    maps = assembled_features(vgg, image, plan, ["relu4_2"])
+    grams = ["relu1_1", "relu5_1"]
     with torch.no_grad():
+        sums = sum_over_tiles(vgg, image, plan, grams, lambda f, x, window: window_gram_sums(f, window, grams))
         whole = vgg(image, LAYERS)
     assert torch.allclose(maps["relu4_2"], whole["relu4_2"], atol=1e-5, rtol=1e-4)
-    for name in ("relu1_1", "relu5_1"):
-        assert torch.allclose(grams[name], gram_matrix(whole[name]), rtol=1e-4, atol=1e-6)
+    for i, name in enumerate(grams):
+        assert torch.allclose(sums[f"gram_sum_{i}"] / sums[f"count_{i}"], gram_matrix(whole[name]), rtol=1e-4, atol=1e-6)
 
 
 def run(size: int, tiling: Tiling, steps: int, *callbacks, optimizer=None) -> StyleTransfer:
@@ -148,7 +146,7 @@ def test_a_few_steps_give_the_untiled_image():
     # 43/255 after 20 steps, README: Large images), so its runs cannot be compared after many steps.
     untiled = run(224, Tiling(mode="off"), 4, optimizer=ImageAdam)
     tiled = run(224, Tiling(tile_size=192), 4, optimizer=ImageAdam)
-    assert untiled.tile_count == 1 and tiled.tile_count == 2
+    assert untiled.report.tile_count == 1 and tiled.report.tile_count == 2
     assert float((untiled.image - tiled.image).abs().max()) < 1 / 255
 
 
@@ -157,7 +155,7 @@ def test_multiscale_runs_coarse_scales_whole_and_tiles_the_final_one():
 
     class Record(MultiScale):
         def on_train_batch_end(self, trainer, pl_module, *args):  # noqa: ANN001, ANN002
-            seen.append((tuple(pl_module.image.shape[-2:]), pl_module.tile_count))
+            seen.append((tuple(pl_module.image.shape[-2:]), pl_module.report.tile_count))
 
     model = run(224, Tiling(tile_size=176), 3, Record(scales=2, steps_per_scale=1), optimizer=torch.optim.Adam)
     assert seen[0] == ((118, 158), 1) and seen[-1][0] == (168, 224) and seen[-1][1] > 1
@@ -167,28 +165,35 @@ def test_multiscale_runs_coarse_scales_whole_and_tiles_the_final_one():
 # -- the budget -------------------------------------------------------------------------------
 
 
+def choose(vgg, tiling: Tiling, height: int, width: int, optimizer=ImageLBFGS, available: int = 2**50):
+    """The run plan's tile choice for one image of ``height``×``width`` with ``available`` bytes free."""
+    plan = RunPlan(vgg, make_losses(1, False), tiling, optimizer_traits(optimizer), available=available)
+    return plan.tile_choice(height, width)
+
+
 def test_the_budget_chooses_untiled_tiles_and_history(vgg):
-    geometry = tile_geometry(vgg, LAYERS)
-    small = choose_tiles(Tiling(memory_budget=6), geometry, 384, 512, optimizer="lbfgs", history=100)
+    small = choose(vgg, Tiling(memory_budget=6), 384, 512)
     assert small.tile_size is None and small.history is None  # small images run as before
-    large = choose_tiles(Tiling(memory_budget=6), geometry, 3072, 4096, optimizer="lbfgs", history=100)
+    large = choose(vgg, Tiling(memory_budget=6), 3072, 4096)
     assert large.tile_size is not None and large.tile_size % 16 == 0 and large.tile_size >= 512
     assert 1 <= large.history < 100  # L-BFGS's history is cut to fit
-    more = choose_tiles(Tiling(memory_budget=12), geometry, 3072, 4096, optimizer="lbfgs", history=100)
+    more = choose(vgg, Tiling(memory_budget=12), 3072, 4096)
     assert more.tile_size > large.tile_size and more.history > large.history
-    adam = choose_tiles(Tiling(memory_budget=6), geometry, 3072, 4096, optimizer="adam")
+    adam = choose(vgg, Tiling(memory_budget=6), 3072, 4096, optimizer=ImageAdam)
     assert adam.history is None and adam.tile_size > large.tile_size  # no history to hold
-    fixed = choose_tiles(Tiling(tile_size=520, memory_budget=6), geometry, 3072, 4096, optimizer="lbfgs", history=100)
+    fixed = choose(vgg, Tiling(tile_size=520, memory_budget=6), 3072, 4096)
     assert fixed.tile_size == 512  # rounded down to the 16 px grid
-    assert choose_tiles(Tiling(mode="off", memory_budget=0.1), geometry, 3072, 4096).tile_size is None
+    assert choose(vgg, Tiling(mode="off", memory_budget=0.1), 3072, 4096).tile_size is None
+    # Without memory_budget the budget is the memory available when the plan was made, read once.
+    assert choose(vgg, Tiling(), 3072, 4096, available=6 * 2**30).budget == 6 * 2**30
+    assert choose(vgg, Tiling(memory_budget=12), 3072, 4096, available=6 * 2**30).budget == 6 * 2**30
 
 
 def test_bad_settings_are_errors_that_name_the_key(vgg):
-    geometry = tile_geometry(vgg, LAYERS)
     with pytest.raises(TilingError, match=r"^model\.tiling\.tile_size: 160 px leaves no interior.*at least 176 px"):
-        choose_tiles(Tiling(tile_size=160), geometry, 1000, 1000)
+        choose(vgg, Tiling(tile_size=160), 1000, 1000)
     with pytest.raises(TilingError, match=r"^model\.tiling\.memory_budget: 0\.50 GiB cannot hold"):
-        choose_tiles(Tiling(memory_budget=0.5), geometry, 3072, 4096, optimizer="lbfgs", history=100)
+        choose(vgg, Tiling(memory_budget=0.5), 3072, 4096)
     with pytest.raises(ValueError, match="model.tiling.mode"):
         Tiling(mode="sometimes")
 

@@ -16,6 +16,8 @@ from torch import Tensor
 
 from nst_lightning.callbacks.multiscale import MultiScale
 from nst_lightning.errors import ConfigValueError
+from nst_lightning.model.step import step_losses
+from nst_lightning.model.style_transfer import report_of
 
 
 def plateaued(history: list[list[float]], window: int, tolerance: float) -> list[bool]:
@@ -39,7 +41,8 @@ class StopWhenConverged(pl.Callback):
     starts at once) and only a plateau at the final size ends the run; each scale's ``steps_per_scale``
     becomes its cap. In a batched sweep each image is judged on its own loss: an image that converged stops
     counting, and the run ends when all have. The loss of a step is the one its optimizer step saw (the
-    L-BFGS closure may be evaluated several times; the step counts once). The history is checkpointed, so
+    L-BFGS closure may be evaluated several times; the step counts once), read from what the step returned
+    (``{"loss", "terms"}``: :mod:`nst_lightning.model.step`), tiled or not. The history is checkpointed, so
     a resumed run continues the same test.
 
     Args:
@@ -71,45 +74,15 @@ class StopWhenConverged(pl.Callback):
         self.events: list[str] = []
         self.stopped_step: int | None = None
         self.reason: str | None = None
-        self._captured: dict[str, Tensor] = {}
-        self._hooks: list[Any] = []
 
-    # -- per-image losses, read from the loss terms as training_step computes them --------------
+    # -- per-image losses, as the step returned them ---------------------------------------------
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._remove_hooks()
-        losses = getattr(pl_module, "losses", None)
-        for name, term in (losses.items() if losses is not None else []):
-            self._hooks.append(term.register_forward_hook(self._capture(name)))
-
-    def _capture(self, name: str):
-        def hook(module, args, output) -> None:
-            self._captured[name] = output.detach()
-
-        return hook
-
-    def _remove_hooks(self) -> None:
-        for handle in self._hooks:
-            handle.remove()
-        self._hooks = []
-
-    def on_fit_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._remove_hooks()
-
-    def image_losses(self, pl_module: pl.LightningModule, outputs: Any) -> Tensor:
-        """This step's total loss per image, (N,) on the loss's device (no host sync): the terms' per-image
-        values (a scalar term is shared equally)."""
-        n = pl_module.image.shape[0] if getattr(pl_module, "image", None) is not None else 1
-        if self._captured:
-            total = None
-            for value in self._captured.values():
-                value = value.detach().float().reshape(-1)
-                value = value if value.numel() == n else (value.sum() / n).expand(n)
-                total = value if total is None else total + value
-            self._captured = {}
-            return total
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        return (loss.detach().float() / n).reshape(1).expand(n)
+    @staticmethod
+    def image_losses(outputs: Any) -> Tensor | None:
+        """This step's total loss per image, (N,) on the loss's device (no host sync), from what the step
+        returned (:func:`~nst_lightning.model.step.step_losses`); None for a skipped step."""
+        losses = step_losses(outputs)
+        return None if losses is None else losses.per_image.double()
 
     def _flush(self) -> None:
         """Read the waiting steps' losses back in one transfer and keep the last ``window + 1`` steps."""
@@ -126,17 +99,17 @@ class StopWhenConverged(pl.Callback):
 
     # -- the test -----------------------------------------------------------------------------
 
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        losses = self.image_losses(outputs)
+        if losses is None:
+            return
+        # The image's shape after the step is the scale the step ran at (MultiScale changes it before a step,
+        # in on_train_batch_start), so this does not depend on the order of the callbacks.
         shape = tuple(pl_module.image.shape)
         if shape != self.shape:  # a new scale (or the first step): a fresh history
             self.shape, self.history, self.done = shape, [], [False] * shape[0]
             self._pending = []
-        self._captured = {}
-
-    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if outputs is None:
-            return
-        self._pending.append(self.image_losses(pl_module, outputs))
+        self._pending.append(losses)
         steps_here = self.steps_at_scale(trainer)
         last = trainer.max_steps is not None and trainer.global_step >= trainer.max_steps > 0
         if len(self._pending) < self.interval(trainer) and not last:
@@ -151,30 +124,35 @@ class StopWhenConverged(pl.Callback):
 
     def steps_at_scale(self, trainer: pl.Trainer) -> int:
         scales = self.multiscale(trainer)
-        start = scales.boundaries[scales.scale_index] if scales is not None and scales.scale_index >= 0 else 0
-        return trainer.global_step - start
+        return trainer.global_step - (scales.scale_start() if scales is not None else 0)
 
     @staticmethod
-    def multiscale(trainer: pl.Trainer):
+    def multiscale(trainer: pl.Trainer) -> MultiScale | None:
         return next((c for c in trainer.callbacks if isinstance(c, MultiScale)), None)
 
     def _converged(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         step = trainer.global_step
         scales = self.multiscale(trainer)
         what = f"the loss fell by less than {self.tolerance:g} over {self.window} steps"
-        if scales is not None and scales.scale_index < len(scales.sizes) - 1:
-            size = scales.sizes[scales.scale_index]
-            self.events.append(f"{size} px converged at step {step}")
+        if scales is not None and not scales.at_final_scale():
+            self.events.append(f"{scales.current_size()} px converged at step {step}")
             scales.end_scale(step)
             self.history, self.done = [], [False] * len(self.done)
             return
         self.stopped_step = step
         self.reason = f"converged at step {step} ({what})"
         trainer.should_stop = True
+        self._report(pl_module)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.reason is None and trainer.max_steps is not None and trainer.global_step >= trainer.max_steps > 0:
             self.reason = f"reached trainer.max_steps ({trainer.max_steps}) before converging"
+        self._report(pl_module)
+
+    def _report(self, pl_module: pl.LightningModule) -> None:
+        """Tell the run's report why it stopped (the progress bar, the final line and sweeps read it there)."""
+        report = report_of(pl_module)
+        report.stop_reason, report.stop_short, report.events = self.reason, self.short_reason, list(self.events)
 
     @property
     def short_reason(self) -> str | None:
@@ -195,7 +173,3 @@ class StopWhenConverged(pl.Callback):
         self.events = list(state_dict.get("events", []))
 
 
-def stop_reason(trainer: pl.Trainer) -> str | None:
-    """Why the run stopped, from its ``StopWhenConverged`` callback (None without one)."""
-    callback = next((c for c in trainer.callbacks if isinstance(c, StopWhenConverged)), None)
-    return None if callback is None else callback.reason

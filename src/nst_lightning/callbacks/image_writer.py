@@ -18,6 +18,7 @@ from nst_lightning.claims import OutputClaim
 from nst_lightning.errors import ConfigValueError, NstLightningError
 from nst_lightning.files import beside, check_writable_directory
 from nst_lightning.image.io import png_metadata, save_png
+from nst_lightning.model.style_transfer import report_of
 
 
 class OutputExistsError(NstLightningError):
@@ -70,7 +71,6 @@ class ImageWriter(pl.Callback):
         self.config = config
         self.written: Path | None = None
         self.claim = OutputClaim(self.output)
-        self.extra_metadata: dict[str, str] = {}  # filled by QualityReport before the final image is written
 
     def check_output(self) -> None:
         """Refuse the run now if it would replace ``output`` without ``--overwrite``, or another run is writing it."""
@@ -98,16 +98,18 @@ class ImageWriter(pl.Callback):
         """Give up the claim on the output (at the end of the run, on every path out of it)."""
         self.claim.release()
 
-    def metadata(self, trainer: pl.Trainer) -> dict[str, str]:
-        return {**png_metadata(trainer.global_step, self.config), **self.extra_metadata}
+    def metadata(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, str]:
+        """The PNG's text chunks: the step and config, and what the run's report holds (QualityReport's scores,
+        written there before this callback's ``on_train_end``: the CLI puts it first)."""
+        return {**png_metadata(trainer.global_step, self.config), **report_of(pl_module).metadata}
 
     def _save(self, pl_module: pl.LightningModule, path: Path, trainer: pl.Trainer) -> Path:
         try:
-            return save_png(pl_module.output_image(), path, self.metadata(trainer), replace=self.overwrite,
+            return save_png(pl_module.output_image(), path, self.metadata(trainer, pl_module), replace=self.overwrite,
                             bit_depth=self.bit_depth)
         except FileExistsError:
             # Someone else created the file during the run: keep theirs, and this run's image beside it.
-            kept = save_png(pl_module.output_image(), beside(path, f"_pid{os.getpid()}.png"), self.metadata(trainer),
+            kept = save_png(pl_module.output_image(), beside(path, f"_pid{os.getpid()}.png"), self.metadata(trainer, pl_module),
                             bit_depth=self.bit_depth)
             raise OutputExistsError(
                 f"{str(path)!r} appeared during the run and was not replaced; this run's image is saved to {str(kept)!r}"

@@ -90,6 +90,18 @@ class MultiScale(pl.Callback):
         """The index of the scale that the optimizer step ``step`` runs at."""
         return max(k for k, start in enumerate(self.boundaries) if step >= start)
 
+    def scale_start(self) -> int:
+        """The optimizer step at which the current scale started (0 before the first)."""
+        return self.boundaries[self.scale_index] if self.scale_index >= 0 else 0
+
+    def at_final_scale(self) -> bool:
+        """Whether the current scale is the final size (a plateau here ends the run, not the scale)."""
+        return self.scale_index >= len(self.sizes) - 1
+
+    def current_size(self) -> int:
+        """The long edge of the current scale, in pixels."""
+        return self.sizes[max(0, self.scale_index)]
+
     def end_scale(self, step: int) -> None:
         """End the current scale now (``StopWhenConverged`` found it done): the next scale starts at optimizer
         step ``step`` and the later boundaries move by as much, so each coarse scale keeps its own budget."""

@@ -10,6 +10,8 @@ import lightning.pytorch as pl
 from lightning.pytorch.callbacks import ProgressBar, TQDMProgressBar
 from torch import Tensor
 
+from nst_lightning.model.style_transfer import report_of
+
 
 def to_numbers(values: Mapping[str, Tensor]) -> dict[str, float]:
     """Device tensors to Python numbers: on a GPU this waits for the queued work (a host sync)."""
@@ -21,8 +23,8 @@ class LossProgressBar(TQDMProgressBar):
 
     Lightning turns every value logged with ``prog_bar=True`` into a Python number on every step,
     whether or not it was logged again; on a GPU that is a host sync per step. ``StyleTransfer``
-    logs its losses for the logger only (every ``trainer.log_every_n_steps`` steps), keeps them as
-    ``logged_losses`` with ``logged_step``, and this bar reads them once per logging step.
+    logs its losses for the logger only (every ``trainer.log_every_n_steps`` steps), keeps them in its
+    :class:`~nst_lightning.model.report.RunReport`, and this bar reads them once per logging step.
     """
 
     def __init__(self, refresh_rate: int = 1, process_position: int = 0, leave: bool = False) -> None:
@@ -31,19 +33,18 @@ class LossProgressBar(TQDMProgressBar):
         self._shown_step: int | None = None
 
     def losses(self, pl_module: pl.LightningModule) -> dict[str, float]:
-        step = getattr(pl_module, "logged_step", None)
-        if step is not None and step != self._shown_step:
-            self._shown = to_numbers(pl_module.logged_losses)
-            self._shown_step = step
+        report = report_of(pl_module)
+        if report.logged_step is not None and report.logged_step != self._shown_step:
+            self._shown = to_numbers(report.logged_losses)
+            self._shown_step = report.logged_step
         return self._shown
 
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
-        tiles = getattr(pl_module, "tile_count", 1)
-        metrics = {**super().get_metrics(trainer, pl_module), **({"tiles": tiles} if tiles > 1 else {}), **self.losses(pl_module)}
-        for callback in trainer.callbacks:  # why the run stopped (StopWhenConverged), once it has
-            reason = getattr(callback, "short_reason", None)
-            if isinstance(reason, str):
-                metrics["stop"] = reason
+        report = report_of(pl_module)
+        tiles = {"tiles": report.tile_count} if report.tile_count > 1 else {}
+        metrics = {**super().get_metrics(trainer, pl_module), **tiles, **self.losses(pl_module)}
+        if report.stop_short is not None:  # why the run stopped (StopWhenConverged), once it has
+            metrics["stop"] = report.stop_short
         return metrics
 
 
@@ -68,12 +69,13 @@ class PlainProgress(ProgressBar):
         self.enabled = True
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        step = getattr(pl_module, "logged_step", None)
+        report = report_of(pl_module)
+        step = report.logged_step
         if not self.enabled or step is None or step == self._shown_step:
             return
         self._shown_step = step
         total = f"/{trainer.max_steps}" if trainer.max_steps > 0 else ""
-        losses = "  ".join(f"{name} {value:.4g}" for name, value in to_numbers(pl_module.logged_losses).items())
+        losses = "  ".join(f"{name} {value:.4g}" for name, value in to_numbers(report.logged_losses).items())
         print(f"step {step}{total}  {losses}".rstrip(), file=self.stream or sys.stderr, flush=True)
 
 

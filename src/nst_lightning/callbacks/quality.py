@@ -16,9 +16,10 @@ from typing import Any
 import lightning.pytorch as pl
 from torch import Tensor
 
-from nst_lightning.callbacks.convergence import stop_reason
+from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import NstLightningError
 from nst_lightning.image.io import to_pil
+from nst_lightning.model.style_transfer import report_of
 from nst_lightning.quality.scoring import score_tensor
 
 METRIC_KEYS = {"style_distance": "metric/style_distance", "content_distance": "metric/content_distance", "ssim": "metric/ssim"}
@@ -55,16 +56,10 @@ class QualityReport(pl.Callback):
 
     def score(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> list[dict[str, Any]]:
         data = trainer.datamodule
-        if data is None or not hasattr(data, "content") or not hasattr(data, "style"):
+        if not isinstance(data, StyleTransferData):
             return []
-        return score_tensor(
-            pl_module.output_image(),
-            data.content,
-            data.style,
-            getattr(data, "style_weights", None),
-            getattr(data, "style_scale", 1.0),
-            getattr(data, "masks", ()),
-        )
+        return score_tensor(pl_module.output_image(), data.content, data.style, data.style_weights, data.style_scale,
+                            data.masks)
 
     def _log(self, trainer: pl.Trainer, rows: list[dict[str, Any]]) -> None:
         if trainer.logger is None or not rows:
@@ -89,25 +84,20 @@ class QualityReport(pl.Callback):
             self.results = []
         self._log(trainer, self.results)
         log_image(trainer.logger, "final", pl_module.output_image(), trainer.global_step)
-        writer = next((c for c in trainer.callbacks if hasattr(c, "extra_metadata")), None)
-        if writer is not None and self.results:
-            writer.extra_metadata.update(quality_metadata(self.results[0]))
+        # The run's report carries the scores to the image writer (it runs after this callback) and the final line.
+        report = report_of(pl_module)
+        report.quality = list(self.results)
+        if self.results:
+            report.metadata.update(quality_metadata(self.results[0]))
 
 
-def quality_results(trainer: pl.Trainer) -> list[dict[str, Any]]:
-    """The final scores of the run's ``QualityReport``, one dict per image ([] without one)."""
-    report = next((c for c in trainer.callbacks if isinstance(c, QualityReport)), None)
-    return [] if report is None else report.results
-
-
-def run_summary(trainer: pl.Trainer) -> str:
+def run_summary(pl_module: pl.LightningModule) -> str:
     """For the final line: `` (style 0.0438, content 0.501, SSIM 0.463; converged at step 57 (...))``."""
     parts = []
-    rows = quality_results(trainer)
-    if rows:
-        r = rows[0]
+    report = report_of(pl_module)
+    if report.quality:
+        r = report.quality[0]
         parts.append(f"style {r['style_distance']:.4g}, content {r['content_distance']:.4g}, SSIM {r['ssim']:.3f}")
-    reason = stop_reason(trainer)
-    if reason:
-        parts.append(reason)
+    if report.stop_reason:
+        parts.append(report.stop_reason)
     return f" ({'; '.join(parts)})" if parts else ""

@@ -8,7 +8,7 @@ from typing import Any
 
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ProgressBar
-from lightning.pytorch.cli import LightningArgumentParser, LightningCLI, SaveConfigCallback
+from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
 
 from nst_lightning.callbacks.convergence import StopWhenConverged  # noqa: F401 - so configs can name ``StopWhenConverged``
 from nst_lightning.callbacks.image_writer import ImageWriter
@@ -17,6 +17,7 @@ from nst_lightning.callbacks.multiscale import MultiScale  # noqa: F401 - import
 from nst_lightning.callbacks.nonfinite_guard import NonFiniteGuard
 from nst_lightning.callbacks.progress_bar import progress_for
 from nst_lightning.callbacks.quality import QualityReport, run_summary
+from nst_lightning.cli.compat import CompatCLI
 from nst_lightning.cli.memory_check import check_memory
 from nst_lightning.cli.messages import filter_known_warnings, filter_lightning_tips
 from nst_lightning.cli.run_checks import check_checkpoint, check_max_steps
@@ -94,7 +95,7 @@ class SaveConfigToLogDir(SaveConfigCallback):
             super().setup(trainer, pl_module, stage)
 
 
-class StyleTransferCLI(LightningCLI):
+class StyleTransferCLI(CompatCLI):
     """LightningCLI with ``--output``, ``--overwrite`` and ``--snapshot_every`` for the image writer."""
 
     @staticmethod
@@ -136,31 +137,24 @@ class StyleTransferCLI(LightningCLI):
         trainer_config = self._get(self.config_init, "trainer", default={})
         user = trainer_config.get("callbacks") or []
         user = user if isinstance(user, list) else [user]
-        # In this order: a NaN is found before the final image is written.
         guards = [NonFiniteGuard(writer.output), InterruptSaver(writer.output)]
         # The losses in the progress bar without a host sync per step, unless the bar is off or configured.
         bar_on = trainer_config.get("enable_progress_bar") is not False
         bar = [progress_for(sys.stderr)] if bar_on and not any(isinstance(c, ProgressBar) for c in user) else []
         quality = QualityReport(every_n_steps=init["score_every"], image_every=init["snapshot_every"])
-        return super().instantiate_trainer(callbacks=[*user, *bar, *guards, quality, writer], **kwargs)
+        return super().instantiate_trainer(callbacks=run_callbacks(user, bar, guards, quality, writer), **kwargs)
 
-    def _parse_ckpt_path(self) -> None:
+    def check_before_checkpoint_is_read(self) -> None:
         # Lightning reads the checkpoint's hyperparameters right after parsing: check the file first.
         if self.config.get("subcommand"):
             check_checkpoint(self.config[self.config.subcommand].get("ckpt_path"))
-        super()._parse_ckpt_path()
 
-    def _set_seed(self) -> None:
-        try:
-            super()._set_seed()
-        except ValueError as exc:  # out of numpy's range: Lightning's message does not name the key
-            raise ConfigValueError(str(exc), key="seed_everything") from None
+    def seed_error(self, exc: ValueError) -> BaseException:
+        # out of numpy's range: Lightning's message does not name the key
+        return ConfigValueError(str(exc), key="seed_everything")
 
-    def _run_subcommand(self, subcommand: str) -> None:
-        try:
-            super()._run_subcommand(subcommand)
-        finally:
-            self.image_writer.release()  # the output's claim, on every way out of the run
+    def after_subcommand(self) -> None:
+        self.image_writer.release()  # the output's claim, on every way out of the run
 
     def before_fit(self) -> None:
         """The checks that need the built run, before anything large is allocated."""
@@ -175,8 +169,23 @@ class StyleTransferCLI(LightningCLI):
 
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
-            print(f"Stylized image written to {self.image_writer.written}{run_summary(self.trainer)}")
+            print(f"Stylized image written to {self.image_writer.written}{run_summary(self.model)}")
         release_freed_memory()
+
+
+def run_callbacks(user: list, bar: list, guards: list, quality: QualityReport, writer: ImageWriter) -> list:
+    """The run's callbacks in the order Lightning calls them, which two of them depend on:
+
+    - the guards (``NonFiniteGuard``, then ``InterruptSaver``) before the writer: a NaN is found, and an
+      interrupt saved, before the final image is written;
+    - ``QualityReport`` before ``ImageWriter``: its ``on_train_end`` puts the scores into the run's report,
+      which the writer's ``on_train_end`` writes into the PNG.
+
+    The user's callbacks (``StopWhenConverged``, ``MultiScale``) come first; they depend on no order: the
+    module's own hooks run after every callback's, and the stopping rule reads the scale a step ran at after
+    the step.
+    """
+    return [*user, *bar, *guards, quality, writer]
 
 
 def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferCLI:

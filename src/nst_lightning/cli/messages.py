@@ -16,6 +16,7 @@ import warnings
 
 from jsonargparse import ArgumentError
 
+from nst_lightning.cli.compat import dict_key_being_built
 from nst_lightning.errors import NstLightningError
 from nst_lightning.plugin.manager import PluginImportWarning
 from nst_lightning.plugin.registry import Registry
@@ -165,8 +166,7 @@ def failing_component(exc: BaseException, registry: Registry | None = None) -> t
     tb = exc.__traceback__
     while tb is not None:
         frame = tb.tb_frame
-        if frame.f_globals.get("__name__", "").startswith("jsonargparse") and isinstance(frame.f_locals.get("k"), str):
-            dict_key = frame.f_locals["k"]  # the key of the dict entry jsonargparse is building
+        dict_key = dict_key_being_built(frame) or dict_key
         obj = frame.f_locals.get("self")
         key = getattr(obj, "config_key", None) if obj is not None else None
         if isinstance(key, str):

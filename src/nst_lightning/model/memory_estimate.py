@@ -152,3 +152,56 @@ def largest_fitting_size(budget: int, long_edge: int, estimate: Callable[[int], 
         else:
             high = mid - 1
     return 16 * low
+
+
+# Without a backbone that describes its layers: one forward and backward pass through VGG19 up to relu5_1,
+# float32, per pixel of the input (README's Performance figures), with and without activation checkpointing.
+FALLBACK_PASS_BYTES = 2800
+FALLBACK_PASS_BYTES_CHECKPOINTED = 1800
+
+
+@dataclass(frozen=True)
+class CostModel:
+    """The run's one memory model: :func:`estimate_parts` for its backbone layers, split into what one pass
+    through the backbone costs (tiling bounds it by the tile) and what is kept per pixel of the whole image.
+
+    ``layers`` are the backbone's (``Backbone.feature_layers()``; empty when it does not describe them: then the
+    pass costs :data:`FALLBACK_PASS_BYTES` per pixel and :meth:`run_bytes` is None). ``requested`` are the
+    layers the loss terms read, ``content_layers`` those whose target features are kept at full size.
+    """
+
+    layers: tuple[FeatureLayer, ...]
+    requested: frozenset[str]
+    content_layers: frozenset[str] = frozenset()
+    checkpointing: bool = False
+    styles: int = 1
+    style_scale: float = 1.0
+
+    def _parts(self, height: int, width: int, batch: int, vectors: int = 0, styles: int = 0) -> dict[str, int]:
+        parts = estimate_parts(height, width, batch, self.layers, self.requested, "sgd", 0, self.checkpointing,
+                               self.content_layers, styles, self.style_scale)
+        return parts | {"optimizer": 3 * height * width * FLOAT32 * batch * vectors}
+
+    def pass_bytes(self, height: int, width: int, batch: int = 1) -> int:
+        """One forward and backward pass over a ``height``×``width`` input (a tile, or the whole image)."""
+        if not self.layers:
+            per_pixel = FALLBACK_PASS_BYTES_CHECKPOINTED if self.checkpointing else FALLBACK_PASS_BYTES
+            return int(per_pixel * height * width * batch)
+        parts = self._parts(height, width, batch)
+        return int((parts["activations"] + parts["backward"]) * OVERHEAD)
+
+    def pass_bytes_per_pixel(self, batch: int = 1) -> float:
+        """:meth:`pass_bytes` per input pixel (the model is linear in the pixel count)."""
+        return self.pass_bytes(64, 64, batch) / (64 * 64)
+
+    def state_bytes(self, height: int, width: int, batch: int, vectors: int) -> int:
+        """What the run keeps for the whole image whatever the tiles: the content and style images, the image
+        and its gradient, the content targets and ``vectors`` image-sized optimizer vectors (exact)."""
+        parts = self._parts(height, width, batch, vectors, self.styles)
+        return int((parts["images"] + parts["targets"]) * OVERHEAD + parts["optimizer"])
+
+    def run_bytes(self, height: int, width: int, batch: int, vectors: int) -> int | None:
+        """The untiled run's peak, as :func:`estimate_bytes`; None without the backbone's layers."""
+        if not self.layers:
+            return None
+        return self.pass_bytes(height, width, batch) + self.state_bytes(height, width, batch, vectors) + FIXED_BYTES

@@ -20,23 +20,17 @@ from nst_lightning.image.colour import keep_chroma
 from nst_lightning.image.io import load_image
 from nst_lightning.model.backbones.base import Backbone
 from nst_lightning.model.backbones.vgg import VGG19
-from nst_lightning.model.losses.base import LossTerm, Targets
+from nst_lightning.model.losses.base import LossTerm
 from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
-from nst_lightning.model.optimizers import ImageLBFGS
-from nst_lightning.model.tiled_loss import tiled_features, tiled_loss_and_grad
-from nst_lightning.model.tiling import (
-    TileChoice,
-    TileGeometry,
-    TilePlan,
-    Tiling,
-    TilingError,
-    choose_tiles,
-    optimizer_kind,
-    plan_tiles,
-    tile_geometry,
-)
+from nst_lightning.model.optimizers import ImageLBFGS, OptimizerTraits, optimizer_traits
+from nst_lightning.model.report import RunReport
+from nst_lightning.model.run_plan import RunPlan
+from nst_lightning.model.step import StepLosses, step_output
+from nst_lightning.model.targets import set_targets
+from nst_lightning.model.tiled_loss import tiled_loss_and_grad
+from nst_lightning.model.tiling import TilePlan, Tiling
 
 INIT_CHOICES = ("content", "noise", "style")
 
@@ -129,14 +123,10 @@ class StyleTransfer(pl.LightningModule):
         if init not in INIT_CHOICES and not Path(init).exists():
             raise ConfigValueError(f"model.init must be {', '.join(INIT_CHOICES)} or an existing image file, not {init!r}")
         self.register_parameter("image", None)
-        self.logged_losses: dict[str, Tensor] = {}
-        self.logged_step: int | None = None
+        self.report = RunReport()
         self.tiling = tiling if tiling is not None else Tiling()
-        self.tile_count = 1
-        self._tile_choices: dict[tuple, TileChoice] = {}
-        self._tile_plans: dict[tuple, TilePlan] = {}
-        self._tile_geometry: TileGeometry | TilingError | None = None
-        self._layer_bytes: float | None = None
+        self.plan: RunPlan | None = None
+        self.num_styles = self.num_masks = 0
         self._described: set[tuple] = set()
 
     def set_sample_weights(self, weights: Sequence[Mapping[str, float]]) -> None:
@@ -152,6 +142,32 @@ class StyleTransfer(pl.LightningModule):
         for name, term in self.losses.items():
             term.set_sample_weights([float(w.get(name, term.weight)) for w in weights])
         self.num_images = len(weights)
+        self.plan = None  # a plan made for another batch size is made again
+
+    # -- the run plan -----------------------------------------------------------------------
+
+    def optimizer_traits(self) -> OptimizerTraits:
+        """The traits of the optimizer this run builds (its class's declaration; see ``optimizer_traits``)."""
+        factory = self.optimizer_factory if self.optimizer_factory is not None else DEFAULT_OPTIMIZER
+        if isinstance(factory, type):
+            return optimizer_traits(factory)
+        try:  # a callable from the config: build it on a one-element tensor to see what it makes
+            return optimizer_traits(factory([torch.zeros(1, requires_grad=True)]))
+        except Exception:  # noqa: BLE001 - it needs more than a tensor: unknown, so never batched
+            return optimizer_traits(object)
+
+    def make_plan(self, styles: int, style_scale: float, device: torch.device | str, available: int | None = None) -> RunPlan:
+        """Make the run's plan now (measuring the memory available once); ``fit`` uses this one."""
+        self.plan = RunPlan(self.backbone, dict(self.losses), self.tiling, self.optimizer_traits(), self.num_images,
+                            styles, style_scale, device, available)
+        return self.plan
+
+    def run_plan(self) -> RunPlan:
+        """The run's plan: the one made before ``fit`` (the CLI's memory pre-check), else the one ``setup`` made
+        (outside ``fit``: one made now for the images set)."""
+        if self.plan is None:
+            self.make_plan(max(1, self.num_styles), 1.0, self.device)
+        return self.plan
 
     # -- set-up -----------------------------------------------------------------------------
 
@@ -181,9 +197,11 @@ class StyleTransfer(pl.LightningModule):
         if self.image is not None:
             return
         data = self.trainer.datamodule
-        self.set_images(data.content_image, data.style_images, getattr(data, "mask_images", []))
+        self.set_images(data.content_image, data.style_images, data.mask_images)
         self.style_weights = list(data.style_weights)
         self.image = nn.Parameter(self.initial_image().expand(self.num_images, -1, -1, -1).contiguous())
+        if self.plan is None:
+            self.make_plan(len(data.style_images), data.style_scale, self.device)
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Before the state is loaded: give the image the checkpoint's size. A multi-scale run interrupted at a
@@ -210,108 +228,38 @@ class StyleTransfer(pl.LightningModule):
 
     @torch.no_grad()
     def compute_targets(self) -> None:
-        """Content features and style statistics, once, on the training device and precision (by tiles when
-        the images are larger than a tile: then only the content layers that terms read are kept)."""
-        content_plan = self.tile_plan(self.content_image)
+        """Each term's targets, once, on the training device and precision (:func:`~nst_lightning.model.targets.
+        set_targets`), tile by tile when the images are larger than a tile."""
         with self.trainer.precision_plugin.forward_context():
-            if content_plan is None:
-                content = self.backbone(self.content_image, self.layers)
-            else:
-                keep = sorted({name for t in self.losses.values() if t.reads_content for name in t.layers})
-                content, _ = tiled_features(self.backbone, self.content_image, content_plan, keep, [])
-            styles, style_grams = [], []
-            for style in self.style_images:
-                plan = self.tile_plan(style, choice_for=self.content_image)
-                if plan is None:
-                    styles.append(self.backbone(style, self.layers))
-                    style_grams.append({})
-                else:
-                    styles.append({})
-                    style_grams.append(tiled_features(self.backbone, style, plan, [], self.layers)[1])
-        targets = Targets(
-            content_image=self.content_image,
-            content={k: v.float() for k, v in content.items()},
-            style_images=self.style_images,
-            styles=[{k: v.float() for k, v in s.items()} for s in styles],
-            style_weights=self.style_weights,
-            masks=self.masks,
-            style_grams=style_grams,
-        )
-        for term in self.losses.values():
-            term.set_targets(targets)
+            set_targets(
+                self.backbone, self.losses, self.content_image, self.style_images, self.style_weights, self.masks,
+                content_plan=self.tile_plan(self.content_image),
+                style_plans=[self.tile_plan(style, choice_for=self.content_image) for style in self.style_images],
+            )
 
     # -- tiling -----------------------------------------------------------------------------
 
-    def _geometry(self) -> TileGeometry | TilingError:
-        if self._tile_geometry is None:
-            try:
-                self._tile_geometry = tile_geometry(self.backbone, self.layers)
-            except TilingError as exc:  # raised only if an image needs tiles
-                self._tile_geometry = exc
-        return self._tile_geometry
-
-    def _content_bytes_per_pixel(self) -> float:
-        """Bytes per pixel of the content targets kept at full size (float32 maps of the content layers)."""
-        if self._layer_bytes is None:
-            keep = sorted({name for t in self.losses.values() if t.reads_content for name in t.layers})
-            total = 0.0
-            if keep:
-                with torch.no_grad():
-                    probe = self.backbone(torch.zeros(1, 3, 64, 64, device=self.device), keep)
-                total = sum(4.0 * f.shape[1] * f.shape[2] * f.shape[3] / (64 * 64) for f in probe.values())
-            self._layer_bytes = total
-        return self._layer_bytes
-
-    def tile_choice(self, height: int, width: int) -> TileChoice:
-        """What the memory budget gives an image of this size: a tile size (None: untiled) and L-BFGS's history."""
-        optimizers = self.trainer.optimizers if self._trainer is not None else []
-        optimizer = optimizers[0] if optimizers else None
-        kind = optimizer_kind(optimizer)
-        wanted = getattr(optimizer, "wanted_history_size", None)
-        if kind == "lbfgs" and wanted is None:
-            # defaults, not param_groups: a resumed run's groups hold the history size chosen before
-            wanted = optimizer.wanted_history_size = optimizer.defaults["history_size"]
-        key = (height, width, self.num_images, kind, wanted)
-        if key not in self._tile_choices:
-            geometry = self._geometry()
-            usable = geometry if isinstance(geometry, TileGeometry) else TileGeometry({}, 0, 1, "")
-            choice = choose_tiles(
-                self.tiling, usable, height, width, self.num_images, kind, wanted,
-                checkpointing=bool(getattr(self.backbone, "activation_checkpointing", False)),
-                per_pixel_targets=self._content_bytes_per_pixel(), device=self.device,
-            )
-            if choice.tile_size is not None and isinstance(geometry, TilingError):
-                raise geometry
-            self._tile_choices[key] = choice
-        return self._tile_choices[key]
-
     def tile_plan(self, image: Tensor, choice_for: Tensor | None = None) -> TilePlan | None:
         """The tiles of ``image`` (None: it runs whole), with the tile size chosen for ``choice_for`` (itself)."""
-        h, w = image.shape[-2:]
         ref = choice_for if choice_for is not None else image
-        choice = self.tile_choice(*ref.shape[-2:])
-        if choice.tile_size is None or (h <= choice.tile_size and w <= choice.tile_size):
-            return None
-        key = (h, w, choice.tile_size)
-        if key not in self._tile_plans:
-            self._tile_plans[key] = plan_tiles(h, w, choice.tile_size, self._geometry())
-        return self._tile_plans[key]
+        return self.run_plan().tile_plan(*image.shape[-2:], choice_for=tuple(ref.shape[-2:]))
 
     def on_train_batch_start(self, batch: Tensor, batch_idx: int) -> None:
-        """Before each step (after MultiScale resized the image): the tiles, and L-BFGS's history to fit them."""
+        """Before each step: the tiles, and L-BFGS's history to fit them. Lightning calls the callbacks'
+        ``on_train_batch_start`` before the module's, so ``MultiScale`` has already resized the image."""
         h, w = self.image.shape[-2:]
-        choice = self.tile_choice(h, w)
-        plan = self.tile_plan(self.image)
-        self.tile_count = len(plan) if plan is not None else 1
+        plan = self.run_plan()
+        tiles = self.tile_plan(self.image)
+        self.report.tile_count = len(tiles) if tiles is not None else 1
+        history = plan.history_size(h, w)
         for optimizer in self.trainer.optimizers:
-            wanted = getattr(optimizer, "wanted_history_size", None)
-            if isinstance(optimizer, torch.optim.LBFGS) and wanted is not None:
-                set_history_size(optimizer, choice.history or wanted)
-        key = (h, w)
-        if plan is not None and key not in self._described:
-            self._described.add(key)
-            wanted = next((getattr(o, "wanted_history_size", None) for o in self.trainer.optimizers), None)
-            rank_zero_info(f"Tiling: {plan.describe()}; {choice.describe(wanted)}")
+            if isinstance(optimizer, torch.optim.LBFGS) and history is not None:
+                set_history_size(optimizer, history)
+        if (h, w) not in self._described:
+            self._described.add((h, w))
+            line = plan.describe(h, w)
+            if line is not None:
+                rank_zero_info(line)
 
     def on_fit_start(self) -> None:
         self.compute_targets()
@@ -333,7 +281,9 @@ class StyleTransfer(pl.LightningModule):
         features = self.backbone(image, self.layers)
         return {name: term(features, image) for name, term in self.losses.items()}
 
-    def training_step(self, batch: Tensor, batch_idx: int) -> Tensor:
+    def training_step(self, batch: Tensor, batch_idx: int) -> dict:
+        """One evaluation of the loss. Returns ``{"loss": total, "terms": {name: per-image values}}`` (see
+        :mod:`nst_lightning.model.step`), the same on the tiled and the untiled path."""
         plan = self.tile_plan(self.image)
         if plan is None:
             terms = (self.compiled_loss_terms or self.loss_terms)(self.image)
@@ -344,11 +294,13 @@ class StyleTransfer(pl.LightningModule):
             terms, grad = tiled_loss_and_grad(self.backbone, self.losses, self.image, plan)
             total = torch.stack([t.sum() for t in terms.values()]).sum()
             total = total + ((self.image - self.image.detach()) * grad).sum()
+        output = step_output(total, terms, self.image.shape[0])
+        self.report.last_step = StepLosses(output["terms"])
         if self.logs_this_step():
-            values = {f"loss/{k}": v.sum().detach() for k, v in terms.items()}
+            values = {f"loss/{k}": v for k, v in self.report.last_step.sums().items()}
             self.log_dict({**values, "loss/total": total.detach()}, batch_size=1)
-            self.logged_losses, self.logged_step = values, self.trainer.global_step + 1
-        return total
+            self.report.logged_losses, self.report.logged_step = values, self.trainer.global_step + 1
+        return output
 
     def logs_this_step(self) -> bool:
         """Log on the first step, every ``trainer.log_every_n_steps`` steps, and on the last step.
@@ -373,6 +325,11 @@ class StyleTransfer(pl.LightningModule):
         optimizer.config_key = "model.optimizer"
         check_precision(self.trainer.precision, optimizer)
         return optimizer
+
+
+def report_of(module: pl.LightningModule) -> RunReport:
+    """The run's report of ``module`` (a fresh, unread one for a module that is not a ``StyleTransfer``)."""
+    return module.report if isinstance(module, StyleTransfer) else RunReport()
 
 
 def set_history_size(optimizer: torch.optim.LBFGS, size: int) -> None:

@@ -1,4 +1,9 @@
-"""The exact loss and gradient of an image computed tile by tile, in two passes.
+"""The one tile loop, and the exact loss and gradient of an image computed tile by tile, in two passes.
+
+:func:`tile_passes` runs the backbone over each tile of an image (or over the whole image) and yields the
+tile's features with the :class:`~nst_lightning.model.losses.base.Window` of positions it owns;
+:func:`sum_over_tiles` adds up statistics over them. They serve the tiled loss below, the targets
+(content maps assembled from tiles, each term's style statistics) and the quality metrics' scoring.
 
 The loss terms that read backbone layers depend on the image only through sums over feature positions
 (:meth:`LossTerm.statistics`: Gram sums, squared errors, mask sums). So:
@@ -16,25 +21,60 @@ image's, so the sum over tiles is the untiled gradient (up to float rounding). T
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
+from typing import Any
 
 import torch
 from torch import Tensor
 
 from nst_lightning.model.backbones.base import Backbone
-from nst_lightning.model.losses.base import LossTerm, float32_only
+from nst_lightning.model.losses.base import LossTerm, Window, float32_only
 from nst_lightning.model.tiling import TilePlan, tileable_terms
 
 Forward = Callable[[Tensor, Collection[str]], dict[str, Tensor]]
+Statistics = Callable[[dict[str, Tensor], Tensor, Window], Mapping[Any, Tensor]]
 
 
-def _crop(image: Tensor, rows: tuple[int, int], cols: tuple[int, int]) -> Tensor:
-    return image[..., rows[0] : rows[1], cols[0] : cols[1]]
+def tile_passes(
+    backbone: Backbone | Forward, image: Tensor, plan: TilePlan | None, layers: Collection[str]
+) -> Iterator[tuple[tuple[slice, slice], Window, Tensor, dict[str, Tensor]]]:
+    """For each tile of ``image`` (the whole image when ``plan`` is None): the (rows, columns) it reads, the
+    window of feature positions it owns, its pixels and the backbone's features of them at ``layers``."""
+    if plan is None:
+        features = backbone(image, layers)
+        yield (slice(None), slice(None)), Window.whole(features), image, features
+        return
+    for tile in plan.tiles:
+        where = (slice(*tile.rows), slice(*tile.cols))
+        x = image[..., where[0], where[1]]
+        yield where, plan.window(tile, layers), x, backbone(x, layers)
 
 
-def _add(into: dict[str, Tensor], stats: Mapping[str, Tensor]) -> None:
-    for key, value in stats.items():
-        into[key] = into[key] + value if key in into else value.clone()
+def add_into(totals: dict[Any, Tensor], parts: Mapping[Any, Tensor]) -> None:
+    """``totals += parts``, key by key (a new key is copied in)."""
+    for key, value in parts.items():
+        totals[key] = totals[key] + value if key in totals else value.clone()
+
+
+def sum_over_tiles(
+    backbone: Backbone | Forward, image: Tensor, plan: TilePlan | None, layers: Collection[str], statistics: Statistics
+) -> dict[Any, Tensor]:
+    """``statistics(features, pixels, window)`` summed over the tiles of ``image`` (float32, autocast off)."""
+    totals: dict[Any, Tensor] = {}
+    for _, window, x, features in tile_passes(backbone, image, plan, layers):
+        with float32_only(image.device):
+            add_into(totals, statistics(features, x, window))
+        del features
+    return totals
+
+
+def terms_statistics(terms: Mapping[str, LossTerm]) -> Statistics:
+    """Every term's :meth:`LossTerm.statistics` of one window, keyed by (term name, statistic)."""
+
+    def statistics(features: dict[str, Tensor], x: Tensor, window: Window) -> dict[tuple[str, str], Tensor]:
+        return {(name, k): v for name, term in terms.items() for k, v in term.statistics(features, x, window).items()}
+
+    return statistics
 
 
 def tiled_loss_and_grad(
@@ -46,36 +86,24 @@ def tiled_loss_and_grad(
     image_terms = {name: term for name, term in losses.items() if not term.layers}
     layers = sorted({layer for term in feature_terms.values() for layer in term.layers})
     device = image.device
-    windows = [plan.window(tile, layers) for tile in plan.tiles]
 
     # 1. The global statistics, without gradients.
-    totals: dict[str, dict[str, Tensor]] = {name: {} for name in feature_terms}
     with torch.no_grad():
-        for tile, window in zip(plan.tiles, windows):
-            x = _crop(image.detach(), tile.rows, tile.cols)
-            features = backbone(x, layers)
-            with float32_only(device):
-                for name, term in feature_terms.items():
-                    _add(totals[name], term.statistics(features, x, window))
-            del features
+        totals = sum_over_tiles(backbone, image.detach(), plan, layers, terms_statistics(feature_terms))
 
     # 2. The loss, and its gradient with respect to the global statistics.
-    leaves = {name: {k: v.detach().requires_grad_(v.is_floating_point()) for k, v in s.items()} for name, s in totals.items()}
+    leaves = {key: v.detach().requires_grad_(v.is_floating_point()) for key, v in totals.items()}
     values: dict[str, Tensor] = {}
     with torch.enable_grad(), float32_only(device):
         for name, term in feature_terms.items():
-            values[name] = term.loss_from_statistics(leaves[name])
-        flat = [(name, k, leaf) for name, s in leaves.items() for k, leaf in s.items() if leaf.requires_grad]
+            values[name] = term.loss_from_statistics({k: v for (owner, k), v in leaves.items() if owner == name})
+        flat = [(key, leaf) for key, leaf in leaves.items() if leaf.requires_grad]
         grad = torch.zeros_like(image, dtype=torch.float32)
+        grads = []
         if flat:
             total = torch.stack([values[name].sum() for name in feature_terms]).sum()
-            grads = torch.autograd.grad(total, [leaf for _, _, leaf in flat], allow_unused=True)
-        else:
-            grads = []
-        dstats: dict[str, dict[str, Tensor]] = {name: {} for name in feature_terms}
-        for (name, k, _), g in zip(flat, grads):
-            if g is not None:
-                dstats[name][k] = g.detach()
+            grads = torch.autograd.grad(total, [leaf for _, leaf in flat], allow_unused=True)
+        dstats = {key: g.detach() for (key, _), g in zip(flat, grads) if g is not None}
 
         # Terms that read no layers: on the whole image.
         for name, term in image_terms.items():
@@ -87,48 +115,33 @@ def tiled_loss_and_grad(
             values[name] = value.detach()
 
         # 3. Each tile's share of the gradient.
-        if any(dstats.values()):
-            for tile, window in zip(plan.tiles, windows):
-                x = _crop(image.detach(), tile.rows, tile.cols).requires_grad_(True)
-                features = backbone(x, layers)
+        if dstats:
+            statistics = terms_statistics(feature_terms)
+            for where, window, x, features in tile_passes(backbone, image.detach().requires_grad_(True), plan, layers):
                 with float32_only(device):
-                    parts = []
-                    for name, term in feature_terms.items():
-                        stats = term.statistics(features, x, window)
-                        parts += [(dstats[name][k] * stats[k]).sum() for k in dstats[name] if stats[k].requires_grad]
+                    stats = statistics(features, x, window)
+                    parts = [(dstats[key] * stats[key]).sum() for key in dstats if stats[key].requires_grad]
                 if parts:
                     (g,) = torch.autograd.grad(torch.stack(parts).sum(), x)
-                    _crop(grad, tile.rows, tile.cols).add_(g.float())
+                    grad[..., where[0], where[1]].add_(g.float())
                 del features
     return {name: v.detach() for name, v in values.items()}, grad.to(image.dtype)
 
 
 @torch.no_grad()
-def tiled_features(
-    backbone: Backbone | Forward, image: Tensor, plan: TilePlan, keep: Collection[str], gram: Collection[str]
-) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
-    """The whole image's feature maps at ``keep`` and its Gram matrices (``gram_matrix``'s) at ``gram``,
-    computed tile by tile: for targets of images larger than a tile."""
-    layers = sorted(set(keep) | set(gram))
+def assembled_features(
+    backbone: Backbone | Forward, image: Tensor, plan: TilePlan | None, keep: Collection[str]
+) -> dict[str, Tensor]:
+    """The whole image's feature maps at ``keep``, assembled from the positions each tile owns (for the content
+    targets of an image larger than a tile)."""
+    if plan is None:
+        return backbone(image, keep) if keep else {}
     maps: dict[str, Tensor] = {}
-    sums: dict[str, Tensor] = {}
-    counts = dict.fromkeys(gram, 0)
-    for tile in plan.tiles:
-        window = plan.window(tile, layers)
-        features = backbone(_crop(image, tile.rows, tile.cols), layers)
+    for _, window, _, features in tile_passes(backbone, image, plan, keep):
         for name in keep:
             owned = window.owned(features, name)
             if name not in maps:
-                n, c = owned.shape[:2]
-                maps[name] = owned.new_empty((n, c, *window.full_size[name]))
+                maps[name] = owned.new_empty((*owned.shape[:2], *window.full_size[name]))
             window.crop(maps[name], name).copy_(owned)
-        with float32_only(image.device):
-            for name in gram:
-                owned = window.owned(features, name)
-                n, c, h, w = owned.shape
-                flat = owned.float().reshape(n, c, h * w)
-                part = torch.bmm(flat, flat.transpose(1, 2))
-                sums[name] = sums[name] + part if name in sums else part
-                counts[name] += h * w
         del features
-    return maps, {name: sums[name] / counts[name] for name in gram}
+    return maps

@@ -8,39 +8,34 @@ grid. Then the features a tile computes at the positions it owns equal the whole
 content and mask statistics summed over the tiles equal the untiled ones (see :mod:`tiled_loss`).
 
 Memory is then bounded by one tile's activations plus what is kept per pixel of the image (the image, its
-gradient, the content target and the optimizer's state). :class:`Tiling` chooses the tile size and, for
-L-BFGS, the history size from a memory budget.
+gradient, the content target and the optimizer's state). :func:`choose_tiles` chooses the tile size and, for
+L-BFGS, the history size from a memory budget, with the run's one cost model
+(:class:`~nst_lightning.model.memory_estimate.CostModel`); :class:`~nst_lightning.model.run_plan.RunPlan`
+asks it once per image size.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from itertools import pairwise
 from typing import Literal
 
-import torch
-
 from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.model.backbones.base import Backbone
 from nst_lightning.model.backbones.geometry import LayerGeometry
 from nst_lightning.model.losses.base import Window
+from nst_lightning.model.memory_estimate import FIXED_BYTES, CostModel
+from nst_lightning.model.optimizers import OptimizerTraits
 
 GiB = 2**30
-# Activations of one forward and backward pass through VGG19 up to relu5_1, float32, per pixel of the input
-# (about 2.8 KB; 1.8 KB with activation checkpointing): the figures of README's Performance section.
-ACTIVATION_BYTES = 2800
-ACTIVATION_BYTES_CHECKPOINTED = 1800
-# torch, the backbone's weights and Python, before any image.
+# torch, the backbone's weights and Python, before any image: counted when the budget is the user's
+# ``memory_budget`` (what the whole run may use), not when it is the memory still available at the start.
 RUNTIME_BYTES = int(0.7 * GiB)
-# Copies of the image kept per pixel whatever the optimizer: the image, its gradient, the tiled gradient,
-# the content image (module and data), the NaN guard's last good image, and transients of the step.
-IMAGE_COPIES = 8
-# L-BFGS's own vectors besides its history (flat gradient, previous gradient, direction, a temporary);
-# Adam's two moments and a temporary.
-OPTIMIZER_COPIES = {"lbfgs": 4, "adam": 3, "other": 4}
+# Image-sized copies a tiled step keeps beyond the cost model's images: the tiled gradient, the NaN guard's
+# last good image, and the step's transients.
+TILED_COPIES = 4
 MIN_TILE = 512  # the budget keeps at least a tile this large before giving memory to L-BFGS's history
 
 
@@ -206,21 +201,6 @@ def whole_plan(height: int, width: int, geometry: TileGeometry) -> TilePlan:
 # -- the memory budget ------------------------------------------------------------------------
 
 
-def available_memory(device: torch.device) -> int:
-    """Bytes free now: the GPU's free memory, or the system's available memory (Linux), or 8 GiB."""
-    if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        return int(free)
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 8 * GiB if not hasattr(os, "sysconf") else int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_AVPHYS_PAGES"))
-
-
 @dataclass(frozen=True)
 class TileChoice:
     """What the budget chose: a tile size (None: untiled) and L-BFGS's history size (None: unchanged)."""
@@ -243,32 +223,29 @@ def choose_tiles(
     geometry: TileGeometry,
     height: int,
     width: int,
+    *,
+    budget: int,
+    cost: CostModel,
+    optimizer: OptimizerTraits,
     images: int = 1,
-    optimizer: Literal["lbfgs", "adam", "other"] = "other",
-    history: int | None = None,
-    checkpointing: bool = False,
-    per_pixel_targets: float = 0.0,
-    device: torch.device | None = None,
+    runtime: int = 0,
 ) -> TileChoice:
-    """The tile size and L-BFGS history for an image of ``height``×``width`` (``images`` of them, a sweep).
+    """The tile size and L-BFGS history for ``images`` images of ``height``×``width`` within ``budget`` bytes.
 
-    Without ``tile_size``, the budget holds the per-image state (:data:`IMAGE_COPIES`, the optimizer's
-    vectors, ``per_pixel_targets`` bytes of content targets per pixel) and then either the whole image's
-    activations with the full history (untiled), or a tile: L-BFGS's history gets at most half of what is
-    left after a tile of :data:`MIN_TILE` px, the tile the rest.
+    Without ``tile_size``, the budget holds ``runtime`` bytes, the per-image state (``cost.state_bytes`` with the
+    optimizer's vectors and :data:`TILED_COPIES`) and then either the whole image's pass with the full history
+    (untiled), or a tile: L-BFGS's history gets at most half of what is left after a tile of :data:`MIN_TILE`
+    px, the tile the rest.
     """
-    budget = int(tiling.memory_budget * GiB) if tiling.memory_budget is not None else available_memory(device or torch.device("cpu"))
-    copy = 12 * images  # one float32 RGB copy, per pixel
     pixels = height * width
-    per_pixel_activation = (ACTIVATION_BYTES_CHECKPOINTED if checkpointing else ACTIVATION_BYTES) * images
-    lbfgs = optimizer == "lbfgs"
-    wanted = (tiling.lbfgs_history or history) if lbfgs else None
-    fixed = RUNTIME_BYTES + int(pixels * (copy * (IMAGE_COPIES + OPTIMIZER_COPIES[optimizer]) + per_pixel_targets * images))
-    pair = 2 * copy * pixels
+    lbfgs = optimizer.history is not None
+    wanted = (tiling.lbfgs_history or optimizer.history) if lbfgs else None
+    fixed = runtime + FIXED_BYTES + cost.state_bytes(height, width, images, optimizer.state_copies + TILED_COPIES)
+    pair = 2 * 12 * images * pixels  # two float32 RGB vectors per image
     left = budget - fixed
 
     def tile_bytes(size: int) -> int:
-        return per_pixel_activation * min(size, height) * min(size, width)
+        return cost.pass_bytes(min(size, height), min(size, width), images)
 
     if tiling.mode == "off":
         return TileChoice(None, None, budget)
@@ -284,13 +261,10 @@ def choose_tiles(
         size -= size % geometry.align
         if height <= size and width <= size:
             return TileChoice(None, None, budget)
-        h = None
-        if lbfgs:
-            h = max(1, min(wanted, (left - tile_bytes(size)) // pair)) if wanted else None
+        h = max(1, min(wanted, (left - tile_bytes(size)) // pair)) if wanted else None
         return TileChoice(size, h, budget)
-    if lbfgs and wanted and left - tile_bytes(max(height, width)) - wanted * pair >= 0:
-        return TileChoice(None, None, budget)
-    if not lbfgs and left - tile_bytes(max(height, width)) >= 0:
+    whole = tile_bytes(max(height, width)) + (wanted * pair if wanted else 0)
+    if left - whole >= 0:
         return TileChoice(None, None, budget)
     smallest = max(geometry.min_tile, min(MIN_TILE, max(height, width)))
     if left < tile_bytes(smallest) + (pair if lbfgs else 0):
@@ -301,28 +275,20 @@ def choose_tiles(
             key="model.tiling.memory_budget",
         )
     h = None
-    if lbfgs and wanted:
+    if wanted:
         h = max(1, min(wanted, ((left - tile_bytes(smallest)) // 2) // pair))
         left -= h * pair
-    size = int(math.isqrt(max(0, left) // per_pixel_activation))
+    size = int(math.isqrt(int(max(0, left) // cost.pass_bytes_per_pixel(images))))
     size = max(smallest, size - size % geometry.align)
     if height <= size and width <= size:
         return TileChoice(None, None, budget)
     return TileChoice(size, h, budget)
 
 
-def optimizer_kind(optimizer: torch.optim.Optimizer | None) -> Literal["lbfgs", "adam", "other"]:
-    if isinstance(optimizer, torch.optim.LBFGS):
-        return "lbfgs"
-    if isinstance(optimizer, (torch.optim.Adam, torch.optim.AdamW)):
-        return "adam"
-    return "other"
-
-
 def tileable_terms(terms: Sequence[tuple[str, object]]) -> None:
     """Every term that reads backbone layers must be tileable; the error names the first that is not."""
     for name, term in terms:
-        if term.layers and not getattr(term, "tileable", False):
+        if term.layers and not term.tileable:
             raise TilingError(
                 f"{type(term).__name__} cannot be tiled (it does not declare tileable statistics, see "
                 "LossTerm.statistics); use a smaller --data.size, a larger --model.tiling.memory_budget or "

@@ -15,7 +15,7 @@ See docs/plugins.md. Names outside this module are internal and may move between
 from __future__ import annotations
 
 from nst_lightning.errors import ConfigValueError, NstLightningError
-from nst_lightning.linalg import psd_matrix_power
+from nst_lightning.linalg import gram_sum, psd_matrix_power
 from nst_lightning.model.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone
 from nst_lightning.model.backbones.geometry import LayerGeometry, walk
 from nst_lightning.model.backbones.weights import WeightsError, load_state_dict
@@ -50,6 +50,7 @@ __all__ = [
     "check_layer_weights",
     "float32_only",
     "gram_matrix",
+    "gram_sum",
     "hookimpl",
     "inverse_mean_square",
     "load_state_dict",

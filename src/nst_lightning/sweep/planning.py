@@ -8,10 +8,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
 import yaml
 
 from nst_lightning.config_tree import class_path, get_key, loss_terms, set_key
+from nst_lightning.model.optimizers import optimizer_traits
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.sweep.spec import SEED_KEY, Point, Sweep
 
@@ -38,19 +38,21 @@ def merged_config(sweep: Sweep, point: Point) -> dict[str, Any]:
 
 
 @functools.cache
-def _is_lbfgs(name: str | None) -> bool:
-    """Whether the optimizer class named ``name`` (short or full path; None: the default) is L-BFGS."""
+def keeps_images_independent(name: str | None) -> bool:
+    """Whether the optimizer class named ``name`` (short or full path; None: the default) declares that its step
+    on a batch equals each image's own step (:func:`~nst_lightning.model.optimizers.optimizer_traits`). A class
+    that does not say, or cannot be found, couples the batch: its points run alone."""
     if not name:
-        return True
+        return optimizer_traits(None).per_image
     if "." in name:
         module, _, attr = name.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError):
-            return True  # unknown: run it alone, where fit reports the error
+            return False  # unknown: run it alone, where fit reports the error
     else:
         cls = load_plugins().registry.classes["optimizer"].get(name)
-    return not isinstance(cls, type) or issubclass(cls, torch.optim.LBFGS)
+    return isinstance(cls, type) and optimizer_traits(cls).per_image
 
 
 def _loss_args(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -65,18 +67,17 @@ def loss_weights(sweep: Sweep, point: Point) -> dict[str, float]:
             if "weight" in args}
 
 
-def _uses_lbfgs(config: dict[str, Any]) -> bool:
-    return _is_lbfgs(class_path(get_key(config, "model.optimizer")))
 
 
 def batch_key(sweep: Sweep, point: Point) -> str | None:
     """Points with equal keys can share one batched run; None: this point runs alone.
 
     They must agree on everything but the loss weights and, unless the image starts from noise,
-    the seed. L-BFGS points run alone: its line search and history span everything it optimizes.
+    the seed. Points whose optimizer couples the images of a batch run alone (L-BFGS: one history and one
+    step size for everything it optimizes; any optimizer that does not declare itself per-image).
     """
     config = merged_config(sweep, point)
-    if _uses_lbfgs(config):
+    if not keeps_images_independent(class_path(get_key(config, "model.optimizer"))):
         return None
     for args in _loss_args(config).values():
         args.pop("weight", None)

@@ -21,7 +21,7 @@ from typing import Any
 import torch
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
-from nst_lightning.callbacks.quality import quality_metadata, quality_results
+from nst_lightning.callbacks.quality import quality_metadata
 from nst_lightning.heap import release_freed_memory
 from nst_lightning.image.io import png_metadata, save_png
 from nst_lightning.plugin.manager import load_plugins
@@ -74,16 +74,14 @@ def _build(sweep: Sweep, args: list[str]):
     return _parsing(sweep.build, args, False)
 
 
-@torch.no_grad()
 def final_losses(cli) -> list[dict[str, float]]:
-    """Each image's loss terms (and their total) on the final image, one dict per image."""
-    model, trainer = cli.model, cli.trainer
-    model.to(trainer.strategy.root_device)
-    with trainer.precision_plugin.forward_context():
-        terms = model.loss_terms(model.image)
-    n = model.image.shape[0]
-    per_image = {k: (v.float().reshape(-1) if v.numel() == n else v.float().sum().expand(n)) for k, v in terms.items()}
-    rows = [{f"loss/{k}": float(v[i]) for k, v in per_image.items()} for i in range(n)]
+    """Each image's loss terms (and their total) as the run's last step computed them (tiled or not), one dict
+    per image: read from the run's report, not evaluated again."""
+    step = cli.model.report.last_step
+    if step is None:
+        return [{} for _ in range(cli.model.image.shape[0])]
+    per_image = {k: v.double().cpu().tolist() for k, v in step.terms.items()}
+    rows = [{f"loss/{k}": v[i] for k, v in per_image.items()} for i in range(len(next(iter(per_image.values()))))]
     for row in rows:
         row["loss/total"] = sum(row.values())
     return rows
@@ -106,7 +104,7 @@ def run_point(sweep: Sweep, point: Point) -> Record:
         cli = _build(sweep, point_arguments(sweep, point, output))
         _fit(cli)
         losses = final_losses(cli)[0]
-        quality = (quality_results(cli.trainer) or [None])[0]
+        quality = (cli.model.report.quality or [None])[0]
     except RunInterrupted:
         raise  # Ctrl-C stops the sweep; the point stays pending and runs again next time
     except Exception as exc:
@@ -122,7 +120,7 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
     cli.model.set_sample_weights([loss_weights(sweep, p) for p in points])
     _fit(cli)  # the run's ImageWriter writes image 0
     images = cli.model.output_image()  # with preserve_colour, the content's chroma for every image
-    quality = quality_results(cli.trainer) or [None] * len(points)  # one score per image of the batch
+    quality = cli.model.report.quality or [None] * len(points)  # one score per image of the batch
     for i in range(1, len(points)):
         config = cli.parser.dump(_parsing(cli.parser.parse_args, point_arguments(sweep, points[i], outputs[i])))
         metadata = {**png_metadata(cli.trainer.global_step, config), **quality_metadata(quality[i] or {})}

@@ -8,7 +8,13 @@ the exact 1-D Wasserstein-2 distance per channel, computed by sorting.
 
 Both follow the nst-lightning loss contract: targets are computed once in
 ``set_targets``, every statistic and loss is computed in float32 (also under
-autocast), and ``forward`` returns the weighted loss, one value per image.
+autocast), and ``forward`` returns the weighted loss. ``WassersteinStyleLoss`` is
+also *tileable* and *batchable*: it depends on the image only through sums over
+feature positions (the features' sum, their Gram sum, the count), so it
+declares them in ``statistics``, computes its loss from their totals in
+``loss_from_statistics``, and builds its targets from the style images' own
+``style_statistics``; the run then tiles it at any image and style size, and a
+batched sweep gives each image its own weight. The plugin guide walks through it.
 With ``normalize: true`` (the default) each layer's loss is divided by the
 style's distance from all-zero features, so that it is a relative error that
 does not depend on a backbone's activation scale or on the image size.
@@ -26,22 +32,14 @@ from nst_lightning.plugin import (
     ConfigValueError,
     LossTerm,
     Targets,
+    Window,
     check_layer_weights,
     float32_only,
-    gram_matrix,
+    gram_sum,
     psd_matrix_power,
 )
 
 # -- Wasserstein-2 between Gaussians ---------------------------------------------------------------
-
-
-def feature_moments(features: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean (N×C) and second raw moment (N×C×C) of N×C×H×W features over positions, in float32.
-
-    Unlike covariances, raw moments blend linearly: the moments of a mixture of
-    style images are the weighted sums of their moments.
-    """
-    return features.float().flatten(2).mean(-1), gram_matrix(features)
 
 
 def covariance(mean: Tensor, second_moment: Tensor) -> Tensor:
@@ -90,6 +88,12 @@ class WassersteinStyleLoss(LossTerm):
             from all-zero features, so that it is a relative error.
     """
 
+    # Tileable: the loss depends on the image only through the sums of ``statistics``. Batchable: the loss
+    # is one value per image, weighted through ``LossTerm.weighted``.
+    tileable = True
+    supports_sample_weights = True
+    reads_content = False
+
     def __init__(
         self,
         weight: float = 5.0,
@@ -105,38 +109,71 @@ class WassersteinStyleLoss(LossTerm):
         self.eps = float(eps)
         self.normalize = normalize
 
-    def set_targets(self, targets: Targets) -> None:
-        if not targets.styles:
-            raise ValueError("WassersteinStyleLoss needs at least one style image")
-        self.eps_values: list[float] = []
+    def statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor]:
+        """Per layer ``i``, over the positions ``window`` owns: the sum ``sum_i`` (N×C) and Gram sum ``gram_sum_i``
+        (N×C×C) of the features minus the style's mean, and the number of positions ``count_i``. The mean and
+        covariance, hence the Gaussian, follow from their totals over all windows. Centring on the style's mean
+        keeps ``cov = E[xxᵀ] − m mᵀ`` from cancelling. They are float64: the trace of the matrix square root
+        is ill-conditioned where the covariances are nearly singular (ReLU features), so float32 sums would
+        let the order of summation (tiles, batches) move the loss by percents."""
+        stats = {}
         for i, name in enumerate(self.layers):
-            moments = [feature_moments(style[name]) for style in targets.styles]
-            mean = sum(b * m for b, (m, _) in zip(targets.style_weights, moments))
-            second = sum(b * s for b, (_, s) in zip(targets.style_weights, moments))
+            owned = window.owned(features, name).double() - getattr(self, f"mean_{i}")[..., None, None]
+            stats[f"sum_{i}"] = owned.flatten(2).sum(-1)
+            stats[f"gram_sum_{i}"] = gram_sum(owned, dtype=torch.float64)
+            stats[f"count_{i}"] = owned.new_full((), float(owned.shape[-2] * owned.shape[-1]))
+        return stats
+
+    def style_statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor]:
+        """The same sums of a style image, uncentred (its mean is what is being found): its Gaussian is the target."""
+        stats = {}
+        for i, name in enumerate(self.layers):
+            owned = window.owned(features, name).double()
+            stats[f"sum_{i}"] = owned.flatten(2).sum(-1)
+            stats[f"gram_sum_{i}"] = gram_sum(owned, dtype=torch.float64)
+            stats[f"count_{i}"] = owned.new_full((), float(owned.shape[-2] * owned.shape[-1]))
+        return stats
+
+    def set_targets(self, targets: Targets) -> None:
+        if not targets.styles and not targets.style_statistics:
+            raise ValueError("WassersteinStyleLoss needs at least one style image")
+        statistics = self.style_statistics_of(targets)
+        self.eps_values: list[float] = []
+        for i in range(len(self.layers)):
+            # Raw moments blend linearly: the moments of the mixture of the style images (float64 here).
+            mean = sum(b * s[f"sum_{i}"] / s[f"count_{i}"] for b, s in zip(targets.style_weights, statistics))
+            second = sum(b * s[f"gram_sum_{i}"] / s[f"count_{i}"] for b, s in zip(targets.style_weights, statistics))
             cov = covariance(mean, second)
             channels = cov.shape[-1]
             eps = self.eps * trace(cov).clamp_min(0) / channels
-            eye = torch.eye(channels, device=cov.device)
+            eye = torch.eye(channels, device=cov.device, dtype=cov.dtype)
             total_square = trace(second)  # |m_t|² + tr(C_t): the distance from the style to all-zero features
             self.register_buffer(f"mean_{i}", mean, persistent=False)
-            self.register_buffer(f"cov_sqrt_{i}", psd_matrix_power(cov + eps[..., None, None] * eye, 0.5), persistent=False)
+            cov_sqrt = psd_matrix_power(cov + eps[..., None, None] * eye, 0.5)
+            self.register_buffer(f"cov_sqrt_{i}", cov_sqrt, persistent=False)
             self.register_buffer(f"eps_{i}", eps, persistent=False)
             self.eps_values.append(float(eps.max()))
             scale = 1.0 / total_square.clamp_min(1e-12) if self.normalize else torch.ones_like(total_square)
             self.register_buffer(f"scale_{i}", scale, persistent=False)
 
+    def loss_from_statistics(self, statistics: dict[str, Tensor]) -> Tensor:
+        total = 0.0
+        for i, w in enumerate(self.layer_weights):
+            count = statistics[f"count_{i}"]
+            shift, centred_second = statistics[f"sum_{i}"] / count, statistics[f"gram_sum_{i}"] / count
+            target_mean = getattr(self, f"mean_{i}")
+            eps = getattr(self, f"eps_{i}")
+            eye = torch.eye(shift.shape[-1], device=shift.device, dtype=shift.dtype)
+            cov = covariance(shift, centred_second) + eps[..., None, None] * eye
+            # |m − m_t|² is |shift|²: the statistics were centred on m_t.
+            distance = wasserstein2_gaussians(
+                target_mean + shift, cov, target_mean, getattr(self, f"cov_sqrt_{i}"), self.eps_values[i]
+            )
+            total = total + w * getattr(self, f"scale_{i}") * distance
+        return self.weighted(total.float())
+
     def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
-        with float32_only(image.device):
-            total = image.new_zeros(image.shape[0], dtype=torch.float32)
-            for i, (name, w) in enumerate(zip(self.layers, self.layer_weights)):
-                mean, second = feature_moments(features[name])
-                eps = getattr(self, f"eps_{i}")
-                cov = covariance(mean, second) + eps[..., None, None] * torch.eye(mean.shape[-1], device=mean.device)
-                distance = wasserstein2_gaussians(
-                    mean, cov, getattr(self, f"mean_{i}"), getattr(self, f"cov_sqrt_{i}"), self.eps_values[i]
-                )
-                total = total + w * getattr(self, f"scale_{i}") * distance
-            return self.weight * total
+        return self.loss_by_windows(features, image)
 
 
 # -- histogram matching ----------------------------------------------------------------------------

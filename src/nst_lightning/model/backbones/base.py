@@ -26,8 +26,11 @@ class Backbone(nn.Module, abc.ABC):
     lists every layer in forward order; ``truncate(layers)`` may drop
     everything after the deepest layer in use.
 
-    A backbone is always in eval mode and has no trainable parameters.
+    A backbone is always in eval mode and has no trainable parameters. ``activation_checkpointing`` says
+    whether it recomputes activations in the backward pass (the memory model counts it).
     """
+
+    activation_checkpointing: bool = False
 
     @property
     @abc.abstractmethod

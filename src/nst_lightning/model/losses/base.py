@@ -28,9 +28,13 @@ class Targets:
     weights of the style images (they sum to 1). ``masks`` holds one 1×1×H×W
     mask in [0, 1] per style image at the content image's size, or is empty.
 
+    ``style_statistics`` holds, for a term that defines :meth:`LossTerm.style_statistics`, one dict per style
+    image: that term's own style statistics summed over all the image's feature positions (tile by tile when
+    the style image is larger than a tile). Build style targets from them and the term tiles at any size.
+
     When the images are larger than a tile (README: Large images), ``content`` holds only the layers of
-    terms with ``reads_content = True`` (assembled from tiles), each entry of ``styles`` may be empty, and
-    ``style_grams`` holds each style image's Gram matrices (``gram_matrix``) at every layer in use instead.
+    terms with ``reads_content = True`` (assembled from tiles) and each entry of ``styles`` is empty: a term
+    that reads ``styles`` then cannot run (the error says so).
     """
 
     content_image: Tensor
@@ -39,7 +43,7 @@ class Targets:
     styles: list[dict[str, Tensor]] = field(default_factory=list)
     style_weights: list[float] = field(default_factory=list)
     masks: list[Tensor] = field(default_factory=list)
-    style_grams: list[dict[str, Tensor]] = field(default_factory=list)
+    style_statistics: list[dict[str, Tensor]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -162,6 +166,23 @@ class LossTerm(nn.Module, abc.ABC):
     def loss_from_statistics(self, statistics: dict[str, Tensor]) -> Tensor:
         """Tileable terms: the weighted loss (as :meth:`forward`) from the statistics summed over all windows."""
         raise NotImplementedError(f"{type(self).__name__} is not tileable")
+
+    def style_statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor] | None:
+        """The sums over the positions ``window`` owns of a *style* image's features that :meth:`set_targets`
+        builds its target from; they arrive, summed over all windows, in ``Targets.style_statistics``. The
+        default, None, says the term reads whole feature maps from ``Targets.styles`` instead (then a style
+        image larger than a tile cannot be used with it)."""
+        return None
+
+    def style_statistics_of(self, targets: Targets) -> list[dict[str, Tensor]]:
+        """This term's statistics of each style image: ``targets.style_statistics`` when the run computed them
+        (by tiles, for any size), else computed here from the whole feature maps in ``targets.styles`` (a
+        ``Targets`` built by hand, as in a plugin's own tests)."""
+        if targets.style_statistics:
+            return targets.style_statistics
+        with float32_only(targets.content_image.device):
+            return [self.style_statistics(style, image, Window.whole(style))
+                    for style, image in zip(targets.styles, targets.style_images)]
 
     def loss_by_windows(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
         """``forward`` of a tileable term: the loss from the statistics of one window that owns everything."""

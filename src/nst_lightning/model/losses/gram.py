@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from nst_lightning.errors import ConfigValueError
+from nst_lightning.linalg import gram_sum
 from nst_lightning.model.losses.base import (
     LossTerm,
     Targets,
@@ -27,16 +28,25 @@ def gram_matrix(features: Tensor) -> Tensor:
     ``0.25 * mean((G - A)²)`` equals the literature's ``1/(4N²M²) Σ (G·M - A·M)²``
     and does not change with image size.
     """
-    n, c, h, w = features.shape
-    flat = features.float().reshape(n, c, h * w)
-    return torch.bmm(flat, flat.transpose(1, 2)).div_(h * w)
+    h, w = features.shape[-2:]
+    return gram_sum(features).div_(h * w)
 
 
-def style_gram(targets: Targets, index: int, layer: str) -> Tensor:
-    """Style image ``index``'s Gram matrix at ``layer``: computed by tiles when it was, else from its features."""
-    if index < len(targets.style_grams) and layer in targets.style_grams[index]:
-        return targets.style_grams[index][layer]
-    return gram_matrix(targets.styles[index][layer])
+def window_gram_sums(features: dict[str, Tensor], window: Window, layers: list[str]) -> dict[str, Tensor]:
+    """Per layer ``i``: ``gram_sum_<i>``, the Gram sum over the positions ``window`` owns, and ``count_<i>``,
+    their number: the statistics of the Gram losses, of the image and of the style images alike."""
+    stats = {}
+    for i, name in enumerate(layers):
+        owned = window.owned(features, name)
+        stats[f"gram_sum_{i}"] = gram_sum(owned)
+        stats[f"count_{i}"] = owned.new_full((), float(owned.shape[-2] * owned.shape[-1]), dtype=torch.float32)
+    return stats
+
+
+def style_grams(statistics: list[dict[str, Tensor]], layer_index: int) -> list[Tensor]:
+    """Each style image's Gram matrix at layer ``layer_index`` (1×C×C), from its :func:`window_gram_sums`."""
+    i = layer_index
+    return [s[f"gram_sum_{i}"] / s[f"count_{i}"] for s in statistics]
 
 
 class GramStyleLoss(LossTerm):
@@ -66,8 +76,9 @@ class GramStyleLoss(LossTerm):
             raise ConfigValueError("GramStyleLoss needs at least one style image")
         if targets.masks:
             raise ConfigValueError("data.masks needs a masked style loss: use class_path MaskedGramStyleLoss for the style")
-        for i, name in enumerate(self.layers):
-            blend = sum(b * style_gram(targets, k, name) for k, b in enumerate(targets.style_weights))
+        statistics = self.style_statistics_of(targets)
+        for i in range(len(self.layers)):
+            blend = sum(b * gram for b, gram in zip(targets.style_weights, style_grams(statistics, i)))
             self.register_target(str(i), blend)
 
     def register_target(self, key: str, target: Tensor) -> None:
@@ -78,14 +89,11 @@ class GramStyleLoss(LossTerm):
 
     def statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor]:
         """Per layer: the sum of the feature products ``Σ_p F_p F_pᵀ`` over the window's positions, and their count."""
-        stats = {}
-        for i, name in enumerate(self.layers):
-            owned = window.owned(features, name)
-            n, c, h, w = owned.shape
-            flat = owned.float().reshape(n, c, h * w)
-            stats[f"gram_sum_{i}"] = torch.bmm(flat, flat.transpose(1, 2))
-            stats[f"count_{i}"] = flat.new_full((), float(h * w))
-        return stats
+        return window_gram_sums(features, window, self.layers)
+
+    def style_statistics(self, features: dict[str, Tensor], image: Tensor, window: Window) -> dict[str, Tensor]:
+        """The same sums of a style image: its Gram matrices are the targets."""
+        return window_gram_sums(features, window, self.layers)
 
     def loss_from_statistics(self, statistics: dict[str, Tensor]) -> Tensor:
         total = 0.0

@@ -9,13 +9,13 @@ white only the content and TV losses act, so that region keeps its content.
 
 from __future__ import annotations
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
 from nst_lightning.errors import ConfigValueError
+from nst_lightning.linalg import gram_sum
 from nst_lightning.model.losses.base import Targets, Window, per_image_mse
-from nst_lightning.model.losses.gram import GramStyleLoss, style_gram
+from nst_lightning.model.losses.gram import GramStyleLoss, style_grams
 
 
 def resize_mask(mask: Tensor, size: tuple[int, int]) -> Tensor:
@@ -31,11 +31,9 @@ def masked_gram_matrix(features: Tensor, mask: Tensor) -> Tensor:
 
     With a binary mask this is ``(F·m)(F·m)ᵀ / Σ m``; with the full mask it equals :func:`gram_matrix`.
     """
-    n, c, h, w = features.shape
+    h, w = features.shape[-2:]
     m = resize_mask(mask.float(), (h, w)).reshape(mask.shape[0], 1, h * w)
-    flat = features.float().reshape(n, c, h * w)
-    weighted = flat * m
-    return torch.bmm(weighted, flat.transpose(1, 2)) / m.sum(-1, keepdim=True).clamp_min(1e-8)
+    return gram_sum(features, m) / m.sum(-1, keepdim=True).clamp_min(1e-8)
 
 
 class MaskedGramStyleLoss(GramStyleLoss):
@@ -55,10 +53,11 @@ class MaskedGramStyleLoss(GramStyleLoss):
             )
         self.regions = len(targets.masks)
         self._resized: dict[tuple[int, tuple[int, int]], Tensor] = {}
+        statistics = self.style_statistics_of(targets)
         for k, mask in enumerate(targets.masks):
             self.register_buffer(f"mask_{k}", mask.float().clone(), persistent=False)
-            for i, name in enumerate(self.layers):
-                self.register_target(f"{k}_{i}", style_gram(targets, k, name))
+            for i in range(len(self.layers)):
+                self.register_target(f"{k}_{i}", style_grams(statistics, i)[k])
 
     def resized_mask(self, k: int, size: tuple[int, int]) -> Tensor:
         """Mask ``k`` at a layer's (whole-image) ``size``, kept for the next step and tile."""
@@ -73,12 +72,9 @@ class MaskedGramStyleLoss(GramStyleLoss):
         stats = {}
         for i, name in enumerate(self.layers):
             owned = window.owned(features, name)
-            n, c, h, w = owned.shape
-            flat = owned.float().reshape(n, c, h * w)
             for k in range(self.regions):
-                mask = window.crop(self.resized_mask(k, window.full_size[name]), name)
-                m = mask.reshape(mask.shape[0], 1, h * w)
-                stats[f"gram_sum_{k}_{i}"] = torch.bmm(flat * m, flat.transpose(1, 2))
+                m = window.crop(self.resized_mask(k, window.full_size[name]), name).flatten(2)
+                stats[f"gram_sum_{k}_{i}"] = gram_sum(owned, m)
                 stats[f"mask_sum_{k}_{i}"] = m.sum(-1, keepdim=True)
         return stats
 
