@@ -194,3 +194,33 @@ def test_wrong_init_arg_type_points_at_the_key(capsys):
     assert exit_info.value.code != 0
     err = capsys.readouterr().err
     assert "weight" in err and "heavy" in err and "float" in err and "Traceback" not in err
+
+
+def test_a_hook_without_hookimpl_is_an_error_and_a_class_registered_twice_is_listed_once(tmp_path, monkeypatch):
+    write_module(monkeypatch, tmp_path, "unmarked_plugin", """
+        from nst_lightning.model.losses.total_variation import TotalVariationLoss
+
+        def nst_register_losses(register):
+            register(TotalVariationLoss)
+    """)
+    import unmarked_plugin
+
+    with pytest.raises(PluginError, match=r"plugin 'unmarked' defines nst_register_losses\(\) without @hookimpl"):
+        load_plugins(autoload=False, extra=[("unmarked", unmarked_plugin)])
+
+    write_module(monkeypatch, tmp_path, "twice_plugin", """
+        from nst_lightning.plugin import LossTerm, hookimpl
+
+        class TwiceLoss(LossTerm):
+            def forward(self, features, image):
+                return image.sum() * 0
+
+        @hookimpl
+        def nst_register_losses(register):
+            register(TwiceLoss)
+            register(TwiceLoss)
+    """)
+    import twice_plugin
+
+    plugins = load_plugins(autoload=False, extra=[("twice", twice_plugin)])
+    assert plugins.info["twice"].components == {"loss": ["TwiceLoss"]}

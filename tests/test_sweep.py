@@ -319,3 +319,15 @@ def test_ctrl_c_stops_the_sweep_where_an_error_only_fails_its_point(tmp_path, mo
     with pytest.raises(RunInterrupted):
         run_sweep(interrupted)
     assert statuses(interrupted) == ["pending", "pending"]  # both run again next time
+
+
+def test_a_points_error_names_the_loss_as_fit_does(tmp_path, capsys):
+    spec = tmp_path / "sweep.yaml"
+    spec.write_text(json.dumps({"grid": {"model.losses.style.init_args.layer_weights": [[1.0, 2.0]]}}))
+    out = tmp_path / "sweep"
+    with pytest.raises(SystemExit):
+        main(["sweep", "--config", str(DEFAULT), "--sweep", str(spec), "--output_dir", str(out),
+              *[a for s in tiny() for a in ("--set", s)]])
+    (point,) = json.loads((out / "manifest.json").read_text())["points"]
+    assert point["status"] == "failed"
+    assert point["error"].startswith("model.losses.style: GramStyleLoss: 2 layer_weights for 5 layers"), point["error"]

@@ -20,7 +20,7 @@ from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import NstLightningError
 from nst_lightning.image.io import to_pil
 from nst_lightning.model.style_transfer import report_of
-from nst_lightning.quality.scoring import score_tensor
+from nst_lightning.quality.scoring import format_score, score_tensor
 
 METRIC_KEYS = {"style_distance": "metric/style_distance", "content_distance": "metric/content_distance", "ssim": "metric/ssim"}
 
@@ -92,12 +92,11 @@ class QualityReport(pl.Callback):
 
 
 def run_summary(pl_module: pl.LightningModule) -> str:
-    """For the final line: `` (style 0.0438, content 0.501, SSIM 0.463; converged at step 57 (...))``."""
+    """For the final line: `` (style 0.0438  content 0.501  SSIM 0.463; converged at step 57 (...))``."""
     parts = []
     report = report_of(pl_module)
     if report.quality:
-        r = report.quality[0]
-        parts.append(f"style {r['style_distance']:.4g}, content {r['content_distance']:.4g}, SSIM {r['ssim']:.3f}")
+        parts.append(format_score(report.quality[0]))  # the same format as `nst-lightning score`
     if report.stop_reason:
         parts.append(report.stop_reason)
     return f" ({'; '.join(parts)})" if parts else ""

@@ -71,8 +71,8 @@ def main(args: list[str] | None = None) -> None:
             return
         if argv[:1] == ["sweep"]:
             check_config_files(argv)
-            load_plugins()
-            sweep_main(argv[1:], build_cli)
+            plugins = load_plugins()
+            sweep_main(argv[1:], build_cli, describe=lambda exc: describe(exc, plugins.registry))
             return
         check_config_files(argv)
         registry = load_plugins().registry

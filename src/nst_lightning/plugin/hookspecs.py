@@ -33,7 +33,7 @@ Register = Callable[[type], type]
 
 @hookspec
 def nst_register_backbones(register: Register) -> None:
-    """Register backbone classes: concrete subclasses of :class:`nst_lightning.backbones.Backbone`.
+    """Register backbone classes: concrete subclasses of :class:`nst_lightning.plugin.Backbone`.
 
     A backbone takes an RGB image batch in [0, 1] (N×3×H×W) and returns a dict
     that maps layer names to feature maps. It owns its input normalization.
@@ -42,11 +42,12 @@ def nst_register_backbones(register: Register) -> None:
 
 @hookspec
 def nst_register_losses(register: Register) -> None:
-    """Register loss-term classes: concrete subclasses of :class:`nst_lightning.losses.LossTerm`.
+    """Register loss-term classes: concrete subclasses of :class:`nst_lightning.plugin.LossTerm`.
 
     A loss term names the backbone layers it reads, caches its targets once in
-    ``set_targets`` and returns a float32 scalar (already multiplied by its weight)
-    from ``forward``.
+    ``set_targets`` and returns from ``forward`` its weighted loss in float32, a scalar or one
+    value per image; a tileable term also gives ``statistics`` and ``loss_from_statistics``
+    (docs/plugins.md).
     """
 
 
@@ -55,5 +56,7 @@ def nst_register_optimizers(register: Register) -> None:
     """Register optimizer classes: concrete subclasses of :class:`torch.optim.Optimizer`.
 
     The class is called with the generated image as its only parameter, and
-    must take its other arguments as keywords with defaults.
+    must take its other arguments as keywords with defaults. It declares with the class
+    attributes ``per_image`` and ``state_copies`` whether a batch of images may share it and
+    how much memory it keeps (docs/plugins.md).
     """

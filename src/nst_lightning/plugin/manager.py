@@ -139,6 +139,7 @@ def load_plugins(
         info.setdefault(name, PluginInfo(name, getattr(plugin, "__name__", name), ""))
 
     check_hook_names(pm)
+    check_unmarked_hooks(pm)
     registry = Registry()
     for kind, hook_name in HOOKS.items():
         hook = getattr(pm.hook, hook_name)
@@ -147,7 +148,9 @@ def load_plugins(
 
             def register(cls: type, _kind: str = kind, _owner: str = owner) -> type:
                 registry.register(_kind, cls, _owner)
-                info[_owner].components.setdefault(_kind, []).append(cls.__name__)
+                listed = info[_owner].components.setdefault(_kind, [])
+                if cls.__name__ not in listed:  # registered twice by the same plugin: listed once
+                    listed.append(cls.__name__)
                 return cls
 
             impl.function(register=register)
@@ -177,6 +180,19 @@ def check_hook_names(pm: pluggy.PluginManager) -> None:
                     f"known hooks: {', '.join(known)}"
                 ) from None
         raise PluginError(f"plugin {name!r}: {exc}") from None
+
+
+def check_unmarked_hooks(pm: pluggy.PluginManager) -> None:
+    """A plugin module that defines a hook's function without ``@hookimpl`` is an error naming it: pluggy would
+    silently ignore the function, and the plugin's components would be missing without a word."""
+    for hook in HOOKS.values():
+        implementers = {id(impl.plugin) for impl in getattr(pm.hook, hook).get_hookimpls()}
+        for name, plugin in pm.list_name_plugin():
+            if callable(getattr(plugin, "__dict__", {}).get(hook)) and id(plugin) not in implementers:
+                raise PluginError(
+                    f"plugin {name!r} defines {hook}() without @hookimpl, so it would be ignored; decorate it with "
+                    "nst_lightning.plugin.hookimpl"
+                )
 
 
 class PluginImportWarning(UserWarning):

@@ -22,8 +22,10 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from nst_lightning.linalg import gram_sum
 from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.losses.masked_gram import resize_mask
+from nst_lightning.model.tiled_loss import tile_passes
 from nst_lightning.model.tiling import TileGeometry, TilePlan, plan_tiles, tile_geometry, whole_plan
 
 STYLE_LAYERS = ("relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu5_1")
@@ -56,11 +58,10 @@ def features(image: Tensor) -> dict[str, Tensor]:
 def gram(feature: Tensor, mask: Tensor | None = None) -> Tensor:
     """N×C×C Gram matrix divided by C·H·W; with a 1×1×H'×W' ``mask`` the mask-weighted one over its positions."""
     n, c, h, w = feature.shape
-    flat = feature.float().reshape(n, c, h * w)
     if mask is None:
-        return torch.bmm(flat, flat.transpose(1, 2)) / (c * h * w)
+        return gram_sum(feature) / (c * h * w)
     m = resize_mask(mask.float(), (h, w)).reshape(mask.shape[0], 1, h * w)
-    return torch.bmm(flat * m, flat.transpose(1, 2)) / (c * m.sum(-1, keepdim=True).clamp_min(1e-8))
+    return gram_sum(feature, m) / (c * m.sum(-1, keepdim=True).clamp_min(1e-8))
 
 
 @functools.cache
@@ -106,20 +107,19 @@ def image_statistics(
     masked: list[dict[str, Tensor]] = [{} for _ in masks]
     weights: list[dict[str, Tensor]] = [{} for _ in masks]
     error = norm = None
+    layers = list(LAYERS)
     with torch.autocast(device_type=image.device.type, enabled=False):
-        for tile in plan.tiles:
-            window = plan.window(tile)
-            rows, cols = slice(*tile.rows), slice(*tile.cols)
-            out = net(image[..., rows, cols].float(), LAYERS)
+        for where, window, _, out in tile_passes(net, image.float(), plan, layers):
             for name in STYLE_LAYERS:
-                flat = window.owned(out, name).float().flatten(2)  # N×C×P
-                _accumulate(sums, name, torch.bmm(flat, flat.transpose(1, 2)))
+                owned = window.owned(out, name)
+                _accumulate(sums, name, gram_sum(owned))
                 for i, mask in enumerate(full_masks):
                     m = window.crop(mask[name], name).flatten(2)  # 1×1×P
-                    _accumulate(masked[i], name, torch.bmm(flat * m, flat.transpose(1, 2)))
+                    _accumulate(masked[i], name, gram_sum(owned, m))
                     _accumulate(weights[i], name, m.sum(-1, keepdim=True))
             if content is not None:
-                target = {CONTENT_LAYER: net(content[..., rows, cols].float().to(image.device), [CONTENT_LAYER])[CONTENT_LAYER]}
+                pixels = content[..., where[0], where[1]].float().to(image.device)
+                target = {CONTENT_LAYER: net(pixels, [CONTENT_LAYER])[CONTENT_LAYER]}
                 fc = window.owned(target, CONTENT_LAYER).float()
                 fo = window.owned(out, CONTENT_LAYER).float()
                 part_error, part_norm = (fo - fc).pow(2).flatten(1).sum(1), fc.pow(2).sum()

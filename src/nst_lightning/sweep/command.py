@@ -38,6 +38,7 @@ def build_sweep(
     inline: list[str] | None = None,
     output_dir: str | os.PathLike | None = None,
     build: Callable[[list[str]], Any] | None = None,
+    describe: Callable[[BaseException], str] | None = None,
 ) -> Sweep:
     """The expanded sweep of ``spec_path`` (and inline ``--set`` axes) over the base ``config``."""
     config = Path(config)
@@ -50,7 +51,7 @@ def build_sweep(
     fixed = {**POINT_DEFAULTS, **_mapping(spec, "fixed")}
     points = [Point(p) for p in params]
     name_points(points)
-    return Sweep(config.resolve(), out.resolve(), fixed, points, build)
+    return Sweep(config.resolve(), out.resolve(), fixed, points, build, describe)
 
 
 class Progress:
@@ -151,14 +152,16 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-def sweep_main(argv: list[str], build: Callable[[list[str]], Any]) -> None:
-    """``nst-lightning sweep ARGS``; ``build`` builds one point's run from its ``fit`` arguments."""
+def sweep_main(argv: list[str], build: Callable[[list[str]], Any],
+               describe: Callable[[BaseException], str] | None = None) -> None:
+    """``nst-lightning sweep ARGS``; ``build`` builds one point's run from its ``fit`` arguments, ``describe``
+    words a point's error as ``fit`` would."""
     args = parser().parse_args(argv)
     if args.sweep is None and not args.set:
         raise SweepError("give a sweep file (--sweep) or grid axes (--set key=v1,v2)")
     if args.max_batch < 1:
         raise SweepError(f"--max_batch must be at least 1, not {args.max_batch}")
-    sweep = build_sweep(args.config, args.sweep, args.set, args.output_dir, build)
+    sweep = build_sweep(args.config, args.sweep, args.set, args.output_dir, build, describe)
     records = run_sweep(sweep, args.backend, args.max_batch, args.workers, args.address, args.dry_run,
                         overwrite=args.overwrite)
     failed = [r["name"] for r in records.values() if r["status"] == "failed"]

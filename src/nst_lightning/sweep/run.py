@@ -108,7 +108,7 @@ def run_point(sweep: Sweep, point: Point) -> Record:
     except RunInterrupted:
         raise  # Ctrl-C stops the sweep; the point stays pending and runs again next time
     except Exception as exc:
-        return _ran(point, output, "failed", start, error=f"{type(exc).__name__}: {exc}")
+        return _ran(point, output, "failed", start, error=sweep.error_message(exc))
     return _ran(point, output, "done", start, losses=losses, quality=quality, batch_size=1)
 
 

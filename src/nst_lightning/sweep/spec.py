@@ -67,6 +67,14 @@ class Sweep:
     build: Callable[[list[str]], Any] | None = None
     """Builds one run from ``fit`` arguments without running it (``nst_lightning.cli.fit.build_cli`` with
     ``run=False``): given by the command, so that the sweep runs points exactly as ``fit`` would."""
+    describe: Callable[[BaseException], str] | None = None
+    """The one-line message of a point's error, as ``fit`` would print it (the config key, the class and the
+    plugin of a failing component): given by the command, like ``build``."""
+
+    def error_message(self, exc: BaseException) -> str:
+        if self.describe is not None:
+            return self.describe(exc)
+        return f"{type(exc).__name__}: {exc}"
 
     @property
     def varying(self) -> list[str]:
