@@ -20,8 +20,8 @@ from nst_lightning.available_memory import (
     available_bytes,
 )
 from nst_lightning.cli import main, memory_check
-from nst_lightning.model import run_plan
 from nst_lightning.cli.fit import build_cli
+from nst_lightning.model import run_plan
 from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.memory_estimate import (
     FIXED_BYTES,
