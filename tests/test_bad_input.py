@@ -24,14 +24,10 @@ from nst_lightning.files import beside
 from nst_lightning.image import io as image_io
 from nst_lightning.image.io import load_image
 
-from .conftest import ASSETS, CONTENT, STYLE, fit_args
+from .conftest import ASSETS
+from .helpers import expect_one_line_error, quiet_args
 
 RED, BLUE = (255, 0, 0), (0, 0, 255)
-
-
-def args(tmp_path: Path, *extra: str, weights: str = "none") -> list[str]:
-    return fit_args(tmp_path, "--data.content", str(CONTENT), "--data.style", str(STYLE),
-                    "--model.backbone.init_args.weights", weights, *extra, output="out/out.png")
 
 
 # -- files the tests make ---------------------------------------------------------------------
@@ -88,29 +84,12 @@ BAD_FILES = {
 }
 
 
-def expect_one_line_error(capsys, argv: list[str], *needles: str, tmp_path: Path, code: int | None = None) -> str:
-    """Runs ``main(argv)`` and checks the contract: non-zero exit, one line, no traceback, no output."""
-    with pytest.raises(SystemExit) as exit_info:
-        main(argv)
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.startswith("nst-lightning:")]
-    assert exit_info.value.code not in (0, None), err
-    if code is not None:
-        assert exit_info.value.code == code, err
-    assert len(lines) == 1 and lines[0].startswith("nst-lightning: error: "), err
-    assert "Traceback" not in err and "usage:" not in err, err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
-    return lines[0]
-
-
 @pytest.mark.parametrize(
     ("kind", "role"), [(kind, "content") for kind in BAD_FILES] + [("missing", "style"), ("truncated_jpeg", "style")]
 )
 def test_bad_image_file(tmp_path, capsys, kind, role):
     path = make_bad_file(tmp_path, kind)
-    expect_one_line_error(capsys, args(tmp_path, f"--data.{role}", str(path)), f"{role} image", str(path),
+    expect_one_line_error(capsys, quiet_args(tmp_path, f"--data.{role}", str(path)), f"{role} image", str(path),
                           BAD_FILES[kind], tmp_path=tmp_path, code=1)
 
 
@@ -118,7 +97,7 @@ def test_decompression_bomb_suggests_data_size(tmp_path, capsys, monkeypatch):
     path = tmp_path / "huge.png"
     Image.new("RGB", (64, 64), RED).save(path)
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses images over twice this
-    line = expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)), str(path), "too large",
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, "--data.content", str(path)), str(path), "too large",
                                  "--data.size", tmp_path=tmp_path, code=1)
     assert "4096 pixels" in line
 
@@ -152,7 +131,7 @@ BAD_CONFIG = {
 def test_bad_config_value(tmp_path, capsys, monkeypatch, case):
     monkeypatch.chdir(tmp_path)
     extra, needles, code = BAD_CONFIG[case]
-    expect_one_line_error(capsys, args(tmp_path, *extra), *needles, tmp_path=tmp_path, code=code)
+    expect_one_line_error(capsys, quiet_args(tmp_path, *extra), *needles, tmp_path=tmp_path, code=code)
 
 
 @pytest.mark.parametrize("where", ["under_a_file", "proc"])
@@ -160,7 +139,7 @@ def test_unwritable_output_directory_is_found_before_the_run(tmp_path, capsys, w
     (tmp_path / "a_file").write_text("not a directory")
     output = tmp_path / "a_file" / "sub" / "out.png" if where == "under_a_file" else Path("/proc/self/nst/out.png")
     # The backbone's real weights: the check comes before the run, so no run time is spent.
-    expect_one_line_error(capsys, args(tmp_path, "--output", str(output), weights="caffe"),
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--output", str(output), weights="caffe"),
                           "--output", str(output.parent), tmp_path=tmp_path, code=1)
     assert not output.parent.exists() or where == "proc"
 
@@ -173,7 +152,7 @@ def test_config_files_are_safe_loaded(tmp_path, capsys, kind):
         config.write_text(f"model:\n  init: !!python/object/apply:os.system ['touch {marker}']\n")
     elif kind == "broken_yaml":
         config.write_text("data: {content: [\n")
-    line = expect_one_line_error(capsys, args(tmp_path, "--config", str(config)), str(config),
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, "--config", str(config)), str(config),
                                  tmp_path=tmp_path, code=2)
     assert not marker.exists()
     if kind == "python_object_tag":
@@ -185,18 +164,18 @@ def test_config_files_are_safe_loaded(tmp_path, capsys, kind):
 def test_a_config_file_must_be_a_mapping(tmp_path, capsys, content, found):
     config = tmp_path / "config.yaml"
     config.write_text(content)
-    line = expect_one_line_error(capsys, args(tmp_path, "--config", str(config)), tmp_path=tmp_path, code=2)
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, "--config", str(config)), tmp_path=tmp_path, code=2)
     assert line == (f"nst-lightning: error: config {str(config)!r} {found}; a config must be a YAML mapping of keys "
                     "such as 'trainer:', 'model:', 'data:' (see configs/default.yaml)")
 
 
 def test_zero_steps_are_refused(tmp_path, capsys):
-    line = expect_one_line_error(capsys, args(tmp_path, "--trainer.max_steps", "0"), tmp_path=tmp_path, code=2)
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, "--trainer.max_steps", "0"), tmp_path=tmp_path, code=2)
     assert line.startswith("nst-lightning: error: trainer.max_steps: 0 steps would write no image")
 
 
 def test_an_out_of_range_seed_names_its_key(tmp_path, capsys):
-    expect_one_line_error(capsys, args(tmp_path, "--seed_everything", "-1"), "seed_everything: -1 is not in bounds",
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--seed_everything", "-1"), "seed_everything: -1 is not in bounds",
                           tmp_path=tmp_path, code=1)
 
 
@@ -212,7 +191,7 @@ def test_ckpt_path_that_is_not_a_checkpoint(tmp_path, capsys, kind):
             archive.writestr("notes.txt", "not a checkpoint")
     elif kind == "directory":
         path.mkdir()
-    line = expect_one_line_error(capsys, args(tmp_path, "--ckpt_path", str(path)), f"--ckpt_path {str(path)!r}",
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, "--ckpt_path", str(path)), f"--ckpt_path {str(path)!r}",
                                  tmp_path=tmp_path, code=2)
     expected = {"directory": "is a directory, not a checkpoint", "missing": "does not exist"}.get(kind, "is not a checkpoint")
     assert expected in line and "weights_only" not in line
@@ -233,7 +212,7 @@ def test_permission_denied_is_said(tmp_path, capsys, monkeypatch):
         raise PermissionError(13, "Permission denied", str(fp))
 
     monkeypatch.setattr(Image, "open", denied)  # root may read anything, so the refusal is simulated
-    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)),
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--data.content", str(path)),
                           f"content image {str(path)!r} cannot be read: permission denied", tmp_path=tmp_path, code=1)
 
 
@@ -242,7 +221,7 @@ def test_permission_denied_is_said_for_a_real_file(tmp_path, capsys):
     path = tmp_path / "private.png"
     path.write_bytes(png_bytes())
     path.chmod(0)
-    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)), "permission denied",
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--data.content", str(path)), "permission denied",
                           tmp_path=tmp_path, code=1)
 
 
@@ -255,7 +234,7 @@ def test_a_png_with_a_huge_icc_profile_is_read(tmp_path, capsys, monkeypatch):
     assert image.shape == (1, 3, 30, 40)
     assert (image[0, :, 0, 0] * 255).round().tolist() == [10, 200, 30]
     monkeypatch.setattr(image_io, "METADATA_LIMIT", 2**20)  # a profile beyond the bound: say what the limit is
-    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)), str(path),
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--data.content", str(path)), str(path),
                           "decompresses to over 1 MiB, the limit here", tmp_path=tmp_path, code=1)
 
 
@@ -298,7 +277,7 @@ def test_float_and_32_bit_images_are_scaled_by_their_range(tmp_path, case):
 
 
 def test_a_float_image_is_not_blacked_out_end_to_end(tmp_path):
-    main(args(tmp_path, "--data.content", str(make_high_depth(tmp_path, "F_0_1")), "--trainer.max_steps", "1"))
+    main(quiet_args(tmp_path, "--data.content", str(make_high_depth(tmp_path, "F_0_1")), "--trainer.max_steps", "1"))
     out = np.asarray(Image.open(tmp_path / "out" / "out.png").convert("L"), dtype=float)
     assert out[:, :8].mean() == pytest.approx(64, abs=12) and out[:, -8:].mean() == pytest.approx(191, abs=12)
 
@@ -308,7 +287,7 @@ def test_a_float_image_with_nan_is_refused(tmp_path, capsys):
     array[3, 3] = np.nan
     path = tmp_path / "nan.tif"
     Image.fromarray(array, mode="F").save(path)
-    expect_one_line_error(capsys, args(tmp_path, "--data.content", str(path)), str(path),
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--data.content", str(path)), str(path),
                           "has NaN or infinite pixel values", tmp_path=tmp_path, code=1)
 
 
@@ -325,7 +304,7 @@ def test_parse_errors_are_one_line_but_help_still_works(capsys):
 
 def test_debug_shows_the_traceback(tmp_path, capsys):
     with pytest.raises(SystemExit):
-        main([*args(tmp_path, "--data.content", str(tmp_path / "missing.jpg")), "--debug"])
+        main([*quiet_args(tmp_path, "--data.content", str(tmp_path / "missing.jpg")), "--debug"])
     assert "Traceback" in capsys.readouterr().err
 
 
@@ -399,7 +378,7 @@ def test_every_usable_mode_runs_end_to_end(tmp_path, capsys):
     """The EXIF-rotated photo as content (the output is upright), every other mode as a style image."""
     styles = [str(make_usable(tmp_path, kind)) for kind in USABLE if kind != "exif_rotated"]
     content = make_usable(tmp_path, "exif_rotated")
-    main(args(tmp_path, "--data.content", str(content), "--data.style", yaml.safe_dump(styles, default_flow_style=True)))
+    main(quiet_args(tmp_path, "--data.content", str(content), "--data.style", yaml.safe_dump(styles, default_flow_style=True)))
     out = Image.open(tmp_path / "out" / "out.png")
     assert out.size == (16, 32)  # upright: 16 wide, 32 high at --data.size 32
     array = np.asarray(out.convert("RGB"), dtype=float)
@@ -409,7 +388,7 @@ def test_every_usable_mode_runs_end_to_end(tmp_path, capsys):
 
 def test_one_pixel_content_is_upscaled(tmp_path):
     """A 1x1 image works: it is upscaled to --data.size, a flat colour."""
-    main(args(tmp_path, "--data.content", str(make_usable(tmp_path, "one_pixel"))))
+    main(quiet_args(tmp_path, "--data.content", str(make_usable(tmp_path, "one_pixel"))))
     assert Image.open(tmp_path / "out" / "out.png").size == (32, 32)
 
 

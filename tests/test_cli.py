@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import yaml
@@ -12,39 +10,11 @@ from PIL import Image
 from nst_lightning.cli import main
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.image.io import load_image
-from nst_lightning.model.losses.base import Targets
-from nst_lightning.model.losses.content import ContentLoss
-from nst_lightning.model.losses.gram import GramStyleLoss
 from nst_lightning.model.style_transfer import PrecisionError, StyleTransfer, check_precision
 
-from .conftest import CONTENT, ROOT, STYLE, fit_args
+from .conftest import CONTENT, ROOT
+from .helpers import SIZE, losses_of, read_png, tiny
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
-
-SIZE = 80
-
-
-def tiny(tmp_path: Path, *extra: str, steps: int = 30) -> list[str]:
-    return fit_args(tmp_path, "--data.size", str(SIZE), "--trainer.max_steps", str(steps), *extra)
-
-
-def losses_of(image: torch.Tensor, backbone) -> tuple[float, float]:
-    """Style and content loss of ``image`` against the sample images, measured independently of the run."""
-    content = load_image(CONTENT, SIZE)
-    style = load_image(STYLE, SIZE)
-    layers = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
-    with torch.no_grad():
-        targets = Targets(content, backbone(content, layers), [style], [backbone(style, layers)], [1.0])
-        style_loss, content_loss = GramStyleLoss(weight=1.0), ContentLoss(weight=1.0)
-        style_loss.set_targets(targets)
-        content_loss.set_targets(targets)
-        feats = backbone(image, layers)
-        return style_loss(feats, image).item(), content_loss(feats, image).item()
-
-
-def read_png(path: Path) -> torch.Tensor:
-    from torchvision.transforms.functional import pil_to_tensor
-
-    return pil_to_tensor(Image.open(path).convert("RGB")).float().div(255).unsqueeze(0)
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ from nst_lightning.image.colour import (
 from nst_lightning.image.io import load_image
 
 from .conftest import CONTENT, STYLE
-from .test_cli import read_png, tiny
+from .helpers import read_png, tiny
 
 
 def test_yiq_round_trip_and_known_values():

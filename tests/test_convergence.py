@@ -37,7 +37,7 @@ class Harness:
     def __init__(self, callback: StopWhenConverged, images: int = 1, callbacks=(), max_steps: int = 1000) -> None:
         self.callback = callback
         self.trainer = SimpleNamespace(global_step=0, should_stop=False, max_steps=max_steps, log_every_n_steps=10,
-                                       callbacks=[callback, *callbacks],
+                                       callbacks=[callback, *callbacks], optimizers=[],
                                        strategy=SimpleNamespace(root_device=torch.device("cpu")))
         self.module = SimpleNamespace(image=torch.zeros(images, 3, 8, 8))
 

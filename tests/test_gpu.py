@@ -7,7 +7,7 @@ import torch
 
 from nst_lightning.cli import main
 
-from .test_cli import losses_of, read_png, tiny
+from .helpers import losses_of, read_png, tiny
 
 pytestmark = [
     pytest.mark.gpu,

@@ -44,7 +44,7 @@ def test_multiscale_reaches_the_loss_sooner_at_the_final_size():
     # The image is still the optimizer's parameter, at the final size; L-BFGS restarted its history there.
     optimizer = model.trainer.optimizers[0]
     assert optimizer.param_groups[0]["params"][0] is model.image
-    assert optimizer.state[model.image]["n_iter"] == final_steps
+    assert int(optimizer.state[model.image]["step"]) == final_steps
     single_losses = [loss for _, loss in single.rows]
     multi_losses = [loss for shape, loss in multi.rows if shape == final_shape]
     # Measured at 80 px: single scale 4.38 at its first step, 1.24 after 20; multi-scale starts the final
@@ -61,7 +61,7 @@ def test_multiscale_from_the_command_line(tmp_path):
     # the image, the writer writes it) follow the image from 57 px to 80 px.
     from nst_lightning.cli import main
 
-    from .test_cli import read_png, tiny
+    from .helpers import read_png, tiny
 
     main(tiny(tmp_path, "--trainer.callbacks+=MultiScale", "--trainer.callbacks.scales", "2",
               "--trainer.callbacks.steps_per_scale", "10", "--snapshot_every", "10", steps=12))

@@ -7,7 +7,6 @@ import os
 import shutil
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -26,6 +25,7 @@ from nst_lightning.sweep.run import run_batched, run_point
 from nst_lightning.sweep.spec import SweepError, expand, parse_set
 
 from .conftest import ASSETS, DEFAULT, ROOT
+from .helpers import read_png
 
 
 def build_sweep(*args, **kwargs):
@@ -39,11 +39,6 @@ ADAM = "model.optimizer={class_path: ImageAdam, init_args: {lr: 0.05}}"
 
 def tiny(size: int = 48, steps: int = 6) -> list[str]:
     return [ADAM, f"data.size={size}", f"trainer.max_steps={steps}"]
-
-
-def read(path: str | Path) -> torch.Tensor:
-    with Image.open(path) as image:
-        return torch.from_numpy(np.asarray(image.convert("RGB"), dtype=np.float32))
 
 
 # -- expansion, names, plans ----------------------------------------------------------------------
@@ -90,7 +85,7 @@ def test_point_names_say_what_varies_and_stay_inside_the_output_dir(tmp_path):
         assert output_path(sweep, p).parent == (tmp_path / "out").resolve()
 
 
-def test_adam_points_batch_by_everything_but_loss_weights_and_lbfgs_runs_alone(tmp_path):
+def test_points_batch_by_everything_but_loss_weights_and_coupling_optimizers_run_alone(tmp_path):
     weights = "model.losses.style.init_args.weight=10,30,100"
     adam = build_sweep(DEFAULT, None, [weights, f"data.style={STARRY},{SCREAM}", "seed_everything=1,2", ADAM])
     batches = plan_batches(adam, adam.points, max_batch=4)
@@ -109,8 +104,13 @@ def test_adam_points_batch_by_everything_but_loss_weights_and_lbfgs_runs_alone(t
         {"content": 1.0, "style": 30.0, "tv": 7.0}, {"content": 1.0, "style": 30.0, "tv": 9.0}]
     assert [len(b) for b in plan_batches(whole, whole.points, 8)] == [2]
 
-    lbfgs = build_sweep(DEFAULT, None, [weights])  # the default optimizer: ImageLBFGS
-    assert [len(b) for b in plan_batches(lbfgs, lbfgs.points, 8)] == [1, 1, 1]
+    lbfgs = build_sweep(DEFAULT, None, [weights])  # the default optimizer: ImageLBFGS, per image
+    assert [len(b) for b in plan_batches(lbfgs, lbfgs.points, 8)] == [3]
+    wolfe = build_sweep(DEFAULT, None, [weights, "model.optimizer={class_path: ImageLBFGS, init_args: "
+                                                 "{line_search_fn: strong_wolfe}}"])
+    assert [len(b) for b in plan_batches(wolfe, wolfe.points, 8)] == [1, 1, 1]  # its line search couples them
+    torch_lbfgs = build_sweep(DEFAULT, None, [weights, "model.optimizer=torch.optim.LBFGS"])
+    assert [len(b) for b in plan_batches(torch_lbfgs, torch_lbfgs.points, 8)] == [1, 1, 1]
 
 
 COUPLED_SGD = '''
@@ -151,7 +151,9 @@ def test_an_optimizer_that_couples_the_images_is_never_batched(tmp_path, monkeyp
     assert not optimizer_traits(coupled_sgd.NormalizedSGD).per_image  # undeclared: assumed to couple
     assert optimizer_traits(coupled_sgd.DeclaredSGD).per_image
     assert optimizer_traits(ImageAdam).per_image and optimizer_traits(torch.optim.Adam).per_image
-    assert not optimizer_traits(ImageLBFGS).per_image and optimizer_traits(ImageLBFGS).history == 100
+    assert optimizer_traits(ImageLBFGS).per_image and optimizer_traits(ImageLBFGS).history == 100
+    assert not optimizer_traits(ImageLBFGS, {"line_search_fn": "strong_wolfe"}).per_image
+    assert not optimizer_traits(torch.optim.LBFGS).per_image
     weights = "model.losses.style.init_args.weight=10,30,100"
     coupled = build_sweep(DEFAULT, None, [weights, "model.optimizer=coupled_sgd.NormalizedSGD"])
     assert [len(b) for b in plan_batches(coupled, coupled.points, 8)] == [1, 1, 1]
@@ -194,10 +196,10 @@ def test_batched_points_equal_the_same_points_run_one_by_one(tmp_path):
         for key, value in s["losses"].items():
             assert b["losses"][key] == pytest.approx(value, rel=1e-4, abs=1e-7), (b["name"], key)
         # 8-bit PNGs: equal up to rounding, at most one level
-        assert (read(b["output"]) - read(s["output"])).abs().max() <= 1
+        assert (read_png(b["output"]) - read_png(s["output"])).mul(255).abs().max() <= 1
     # and the two points really differ: a 33x larger style weight ends at a lower unweighted style loss
     assert single[0]["losses"]["loss/style"] / 3 > single[1]["losses"]["loss/style"] / 100
-    assert (read(single[0]["output"]) - read(single[1]["output"])).abs().max() > 10
+    assert (read_png(single[0]["output"]) - read_png(single[1]["output"])).mul(255).abs().max() > 10
 
 
 # -- the command: a 4-point sweep, a failing point, resuming --------------------------------------
@@ -331,3 +333,19 @@ def test_a_points_error_names_the_loss_as_fit_does(tmp_path, capsys):
     (point,) = json.loads((out / "manifest.json").read_text())["points"]
     assert point["status"] == "failed"
     assert point["error"].startswith("model.losses.style: GramStyleLoss: 2 layer_weights for 5 layers"), point["error"]
+
+
+def test_lbfgs_points_batch_and_end_within_one_percent_of_their_runs_alone(tmp_path):
+    """L-BFGS points share one batch (each image its own history); each point's final distances are within
+    1 % of the same point run alone (after the first steps, batched convolutions round differently and
+    L-BFGS amplifies it: distances, not pixels)."""
+    overrides = ["model.losses.style.init_args.weight=10,100", "data.size=48", "trainer.max_steps=100"]
+    sweep = build_sweep(DEFAULT, None, overrides, tmp_path / "batched")
+    batched = run_batched(sweep, sweep.points)
+    alone_sweep = build_sweep(DEFAULT, None, overrides, tmp_path / "alone")
+    single = [run_point(alone_sweep, p) for p in alone_sweep.points]
+    assert [r["batch_size"] for r in batched] == [2, 2]
+    for b, s in zip(batched, single):
+        for key in ("style_distance", "content_distance"):
+            assert b["quality"][key] == pytest.approx(s["quality"][key], rel=0.01), (b["name"], key)
+    assert single[1]["quality"]["style_distance"] < 0.8 * single[0]["quality"]["style_distance"]  # they differ

@@ -36,9 +36,8 @@ from nst_lightning.model.tiling import Tiling, TilingError, plan_tiles, tile_geo
 
 from .conftest import CONTENT, STYLE
 from .fit_helpers import fit
-from .test_bad_input import args as bad_input_args
-from .test_bad_input import expect_one_line_error
-from .test_interrupt import read_png, run_args, wait_until_running
+from .helpers import expect_one_line_error, read_png, run_args, wait_until_running
+from .helpers import quiet_args as bad_input_args
 
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 

@@ -16,6 +16,7 @@ from torch import Tensor
 
 from nst_lightning.callbacks.multiscale import MultiScale
 from nst_lightning.errors import ConfigValueError
+from nst_lightning.model.optimizers import ImageLBFGS
 from nst_lightning.model.step import step_losses
 from nst_lightning.model.style_transfer import report_of
 
@@ -118,9 +119,14 @@ class StopWhenConverged(pl.Callback):
         if steps_here < max(self.min_steps, self.window):
             return
         flat = plateaued(self.history, self.window, self.tolerance)
+        newly = [f and not d for d, f in zip(self.done, flat)]
         self.done = [d or f for d, f in zip(self.done, flat)]
         if all(self.done):
             self._converged(trainer, pl_module)
+        elif any(newly):  # in a batch: a converged image stops moving (with an optimizer that can freeze it)
+            for optimizer in trainer.optimizers:
+                if isinstance(optimizer, ImageLBFGS):
+                    optimizer.freeze(torch.tensor(self.done))
 
     def steps_at_scale(self, trainer: pl.Trainer) -> int:
         scales = self.multiscale(trainer)

@@ -1,20 +1,24 @@
-"""Optimizers for the generated image, with style-transfer defaults.
+"""Optimizers for the generated image, and what each optimizer class declares about itself.
 
-They are thin subclasses of torch's optimizers whose defaults suit the task.
-Their names differ from torch's so that configs can use the short names
-(``class_path: ImageLBFGS``); any ``torch.optim`` class also works by its
-full path. Under Lightning one training step is one optimizer step, so with
-``max_iter=1`` one step of :class:`ImageLBFGS` is one L-BFGS iteration.
+:class:`ImageLBFGS` (:mod:`nst_lightning.model.lbfgs`) is the project's own L-BFGS, per image of a batch and
+without host reads; :class:`ImageAdam` is torch's Adam with style-transfer defaults. Their names differ from
+torch's so that configs can use the short names (``class_path: ImageLBFGS``); any ``torch.optim`` class also
+works by its full path. Under Lightning one training step is one optimizer step, so with ``max_iter=1`` one
+step of :class:`ImageLBFGS` is one L-BFGS iteration.
 """
 
 from __future__ import annotations
 
 import inspect
+import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import ClassVar
 
 import torch
+from torch import Tensor
+
+from nst_lightning.model.lbfgs import HISTORY_DTYPES, empty_state, lbfgs_update, resized_history
 
 
 @dataclass(frozen=True)
@@ -47,17 +51,23 @@ _TORCH_OPTIMIZERS: dict[type, OptimizerTraits] = {
 UNKNOWN = OptimizerTraits(per_image=False, state_copies=4)
 
 
-def optimizer_traits(optimizer: type | torch.optim.Optimizer | None) -> OptimizerTraits:
+def optimizer_traits(optimizer: type | torch.optim.Optimizer | None, init_args: dict | None = None) -> OptimizerTraits:
     """The traits of an optimizer class or instance (None: the default, :class:`ImageLBFGS`).
 
     A class's own ``per_image`` and ``state_copies`` attributes win; then torch's classes by their nearest
     ancestor in the table above; anything else is :data:`UNKNOWN`. For L-BFGS the history is the instance's
-    (or the class's default) ``history_size``.
+    (or the class's default) ``history_size``. A class whose traits depend on its settings defines
+    ``traits_for(init_args) -> (per_image, history)`` (:class:`ImageLBFGS`: its strong-Wolfe path couples
+    the images); ``init_args`` are the config's (for a class) or the instance's ``defaults``.
     """
     instance = optimizer if isinstance(optimizer, torch.optim.Optimizer) else None
     cls = type(optimizer) if instance is not None else (optimizer or ImageLBFGS)
     if not isinstance(cls, type):
         return UNKNOWN
+    if "traits_for" in dir(cls):
+        settings = dict(instance.defaults) if instance is not None else (init_args or {})
+        per_image, history = cls.traits_for(settings)
+        return OptimizerTraits(per_image, int(cls.state_copies), history)
     traits = next((t for base in cls.__mro__ if (t := _TORCH_OPTIMIZERS.get(base)) is not None), None)
     own = {name: vars(base)[name] for name in ("per_image", "state_copies")
            for base in reversed(cls.__mro__) if name in vars(base)}
@@ -76,21 +86,40 @@ def optimizer_traits(optimizer: type | torch.optim.Optimizer | None) -> Optimize
 
 
 def _default_argument(cls: type, name: str, fallback: int) -> int:
+    """The default of ``cls.__init__``'s argument ``name`` when it is an int, else ``fallback``."""
     parameter = inspect.signature(cls.__init__).parameters.get(name)
     if parameter is None or not isinstance(parameter.default, int):
         return fallback
     return parameter.default
 
 
-class ImageLBFGS(torch.optim.LBFGS):
-    """L-BFGS, one iteration per training step, without a line search by default (as jcjohnson/neural-style).
+class ImageLBFGS(torch.optim.Optimizer):
+    """L-BFGS for the image, per image of a batch, without host reads (the algorithm: :mod:`nst_lightning.model.lbfgs`).
 
-    ``line_search_fn="strong_wolfe"`` is steadier but costs about two loss evaluations per step. With it,
-    ``max_eval`` defaults to ``max_iter + 24`` (the line search's own default of 25 trials). torch's default,
-    ``max_iter * 5 // 4``, is 1 for one iteration per step: the line search then gets no trial beyond its first,
-    returns a step of 0 whenever that trial does not lower the loss, and the run stays at the same image for
-    every later step.
+    One training step is ``max_iter`` L-BFGS iterations (1 by default, without a line search, as
+    jcjohnson/neural-style), each with its own closure evaluation after the first.
+
+    Args:
+        params: one tensor, the image (N×3×H×W: dimension 0 is the batch; a tensor of 1 dimension is one image).
+        lr: the step size after the first step (the first is ``min(1, 1/|g|₁) · lr``, as torch's).
+        max_iter: L-BFGS iterations per ``step``.
+        max_eval: the line search's most closure evaluations per step (``strong_wolfe`` only); default
+            ``max_iter + 24``, the line search's own 25 trials (torch's ``max_iter * 5 // 4`` is 1 for one
+            iteration: the line search then returns a step of 0 whenever its first trial does not lower
+            the loss, and the run stands still).
+        history_size: curvature pairs kept per image (the run plan lowers it to fit the memory budget).
+        tolerance_grad: an image whose gradient's largest entry is at most this does not move.
+        tolerance_change: an image does not move when its directional derivative is above ``-tolerance_change``.
+        line_search_fn: None, or ``strong_wolfe``: torch's own L-BFGS with its strong-Wolfe line search, for
+            one image (its line search spans everything it optimizes: never batched; it reads the device).
+        history_dtype: the curvature pairs' dtype, ``float32`` or ``bfloat16`` (half the memory, for prints);
+            None: the image's dtype.
+        bounds: each image is clamped to this range after its step and the stored step is the step taken;
+            None: unbounded.
     """
+
+    per_image: ClassVar[bool] = True  # each image has its own history, step size and done mask
+    state_copies: ClassVar[int] = 4  # the last step, the previous gradient, the gradient and the direction
 
     def __init__(
         self,
@@ -102,19 +131,116 @@ class ImageLBFGS(torch.optim.LBFGS):
         tolerance_grad: float = 0.0,
         tolerance_change: float = 0.0,
         line_search_fn: str | None = None,
+        history_dtype: str | None = "float32",
+        bounds: tuple[float, float] | None = (0.0, 1.0),
     ) -> None:
-        if max_eval is None and line_search_fn is not None:
-            max_eval = max_iter + 24
-        super().__init__(
-            params,
-            lr=lr,
-            max_iter=max_iter,
-            max_eval=max_eval,
-            tolerance_grad=tolerance_grad,
-            tolerance_change=tolerance_change,
-            history_size=history_size,
-            line_search_fn=line_search_fn,
-        )
+        params = list(params)
+        if line_search_fn not in (None, "strong_wolfe"):
+            raise ValueError(f"ImageLBFGS: line_search_fn must be null or 'strong_wolfe', not {line_search_fn!r}")
+        if history_dtype is not None and history_dtype not in HISTORY_DTYPES:
+            raise ValueError(f"ImageLBFGS: history_dtype must be one of {sorted(HISTORY_DTYPES)} or null, not {history_dtype!r}")
+        if not (isinstance(history_size, int) and history_size >= 1) or not (isinstance(max_iter, int) and max_iter >= 1):
+            raise ValueError(f"ImageLBFGS: history_size and max_iter must be >= 1, not {history_size!r}, {max_iter!r}")
+        if not (lr > 0 and math.isfinite(lr)):
+            raise ValueError(f"ImageLBFGS: lr must be a finite number > 0, not {lr!r}")
+        if max_eval is None:  # torch's default without a line search (unused there), 25 trials with one
+            max_eval = max_iter + 24 if line_search_fn is not None else max_iter * 5 // 4
+        defaults = {"lr": lr, "max_iter": max_iter, "max_eval": max_eval, "history_size": history_size,
+                    "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
+                    "line_search_fn": line_search_fn, "history_dtype": history_dtype,
+                    "bounds": None if bounds is None else (float(bounds[0]), float(bounds[1]))}
+        super().__init__(params, defaults)
+        if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
+            raise ValueError("ImageLBFGS optimizes one tensor: the image")
+        self._wolfe: torch.optim.LBFGS | None = None
+        if line_search_fn is not None:
+            self._wolfe = torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, max_eval=max_eval,
+                                            tolerance_grad=tolerance_grad, tolerance_change=tolerance_change,
+                                            history_size=history_size, line_search_fn=line_search_fn)
+            self.state = self._wolfe.state  # one state: checkpoints hold torch's
+            self.param_groups = self._wolfe.param_groups
+
+    @classmethod
+    def traits_for(cls, init_args: dict) -> tuple[bool, int]:
+        """(per_image, history) for these settings: the strong-Wolfe path couples the images of a batch."""
+        return init_args.get("line_search_fn") is None, int(init_args.get("history_size", 100))
+
+    @property
+    def image(self) -> Tensor:
+        return self.param_groups[0]["params"][0]
+
+    def _flat(self, tensor: Tensor) -> Tensor:
+        return tensor.reshape(tensor.shape[0] if tensor.dim() > 1 else 1, -1)
+
+    def freeze(self, done: Tensor) -> None:
+        """Mark images done (a bool per image): from the next step they keep their pixels and their state."""
+        state = self.state[self.image]
+        if "done" in state:
+            state["done"] = state["done"] | done.to(state["done"].device, torch.bool)
+        else:
+            self._pending_done = done.to(self.image.device, torch.bool)
+
+    def set_history_size(self, size: int) -> None:
+        """Keep at most ``size`` curvature pairs per image from now on (each image's newest ones)."""
+        group = self.param_groups[0]
+        if group["history_size"] == size:
+            return
+        group["history_size"] = int(size)
+        if self._wolfe is not None:
+            for state in self._wolfe.state.values():
+                for key in ("old_dirs", "old_stps", "ro"):
+                    if key in state and len(state[key]) > size:
+                        del state[key][: len(state[key]) - size]
+            return
+        state = self.state[self.image]
+        if "S" in state:
+            self.state[self.image] = resized_history(state, int(size))
+
+    @torch.no_grad()
+    def step(self, closure):
+        """``max_iter`` L-BFGS iterations; ``closure`` re-evaluates the loss and its gradient."""
+        if self._wolfe is not None:
+            if self.image.dim() > 1 and self.image.shape[0] > 1:
+                raise ValueError("ImageLBFGS: the strong_wolfe line search spans the whole batch; use one image, "
+                                 "or line_search_fn null")
+            return self._wolfe.step(closure)
+        group = self.param_groups[0]
+        image = self.image
+        dtype = HISTORY_DTYPES[group["history_dtype"]] if group["history_dtype"] else image.dtype
+        with torch.enable_grad():
+            loss = closure()
+        for iteration in range(group["max_iter"]):
+            if iteration > 0:
+                with torch.enable_grad():
+                    closure()
+            x, g = self._flat(image), self._flat(image.grad)
+            state = self.state[image]
+            if "S" not in state:
+                state.update(empty_state(x, group["history_size"], dtype))
+                pending = self.__dict__.pop("_pending_done", None)
+                if pending is not None:
+                    state["done"] = pending
+            x_new, new_state = lbfgs_update(x, g, state, group["lr"], group["tolerance_grad"],
+                                            group["tolerance_change"], group["bounds"])
+            image.copy_(x_new.view_as(image))
+            state.update(new_state)
+        return loss
+
+    def state_dict(self) -> dict:
+        return super().state_dict() if self._wolfe is None else self._wolfe.state_dict()
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        """As torch's, but the state keeps its dtypes: torch casts every state tensor to the parameter's dtype
+        (the float64 small matrices, the bfloat16 history, the integer ages), which would change a resumed run."""
+        if self._wolfe is not None:
+            self._wolfe.load_state_dict(state_dict)
+            return
+        saved = state_dict.get("state", {})
+        super().load_state_dict({**state_dict, "state": {}})
+        image = self.image
+        for key, values in saved.items():
+            if int(key) == 0:
+                self.state[image] = {k: v.to(image.device) if torch.is_tensor(v) else v for k, v in values.items()}
 
 
 class ImageAdam(torch.optim.Adam):

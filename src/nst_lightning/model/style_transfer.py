@@ -48,7 +48,7 @@ def check_precision(precision: str, optimizer: torch.optim.Optimizer) -> None:
     On a GPU Lightning would fail deep inside the step; on a CPU it quietly turns
     ``16-mixed`` into bf16. We refuse it up front, the same on every device.
     """
-    if str(precision) in ("16-mixed", "16") and isinstance(optimizer, torch.optim.LBFGS):
+    if str(precision) in ("16-mixed", "16") and isinstance(optimizer, (torch.optim.LBFGS, ImageLBFGS)):
         raise PrecisionError(
             "L-BFGS does not work with --trainer.precision 16-mixed (its closure cannot use the fp16 "
             "GradScaler); use --trainer.precision bf16-mixed, or an optimizer such as ImageAdam"
@@ -253,7 +253,7 @@ class StyleTransfer(pl.LightningModule):
         self.report.tile_count = len(tiles) if tiles is not None else 1
         history = plan.history_size(h, w)
         for optimizer in self.trainer.optimizers:
-            if isinstance(optimizer, torch.optim.LBFGS) and history is not None:
+            if history is not None:
                 set_history_size(optimizer, history)
         if (h, w) not in self._described:
             self._described.add((h, w))
@@ -332,8 +332,14 @@ def report_of(module: pl.LightningModule) -> RunReport:
     return module.report if isinstance(module, StyleTransfer) else RunReport()
 
 
-def set_history_size(optimizer: torch.optim.LBFGS, size: int) -> None:
-    """L-BFGS's ``history_size``, dropping the oldest pairs it keeps beyond it (a resumed run, a new budget)."""
+def set_history_size(optimizer: torch.optim.Optimizer, size: int) -> None:
+    """An L-BFGS's ``history_size``, dropping the oldest pairs it keeps beyond it (a resumed run, a new budget);
+    other optimizers keep no history."""
+    if isinstance(optimizer, ImageLBFGS):
+        optimizer.set_history_size(size)
+        return
+    if not isinstance(optimizer, torch.optim.LBFGS):
+        return
     for group in optimizer.param_groups:
         group["history_size"] = int(size)
     for state in optimizer.state.values():

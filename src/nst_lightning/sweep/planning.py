@@ -38,21 +38,32 @@ def merged_config(sweep: Sweep, point: Point) -> dict[str, Any]:
 
 
 @functools.cache
-def keeps_images_independent(name: str | None) -> bool:
-    """Whether the optimizer class named ``name`` (short or full path; None: the default) declares that its step
-    on a batch equals each image's own step (:func:`~nst_lightning.model.optimizers.optimizer_traits`). A class
-    that does not say, or cannot be found, couples the batch: its points run alone."""
+def optimizer_class(name: str | None) -> type | None:
+    """The optimizer class named ``name`` (short or full path; None: the default); None if it cannot be found."""
     if not name:
-        return optimizer_traits(None).per_image
+        return None
     if "." in name:
         module, _, attr = name.rpartition(".")
         try:
             cls = getattr(importlib.import_module(module), attr)
         except (ImportError, AttributeError):
-            return False  # unknown: run it alone, where fit reports the error
+            return None
     else:
         cls = load_plugins().registry.classes["optimizer"].get(name)
-    return isinstance(cls, type) and optimizer_traits(cls).per_image
+    return cls if isinstance(cls, type) else None
+
+
+def keeps_images_independent(config: dict[str, Any]) -> bool:
+    """Whether the config's optimizer declares that its step on a batch equals each image's own step
+    (:func:`~nst_lightning.model.optimizers.optimizer_traits`, with the config's init args). A class that does
+    not say, or cannot be found, couples the batch: its points run alone (where ``fit`` reports the error)."""
+    component = get_key(config, "model.optimizer")
+    name = class_path(component)
+    cls = optimizer_class(name)
+    if name and cls is None:
+        return False
+    init_args = component.get("init_args") if isinstance(component, dict) else None
+    return optimizer_traits(cls, init_args if isinstance(init_args, dict) else {}).per_image
 
 
 def _loss_args(config: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -73,11 +84,12 @@ def batch_key(sweep: Sweep, point: Point) -> str | None:
     """Points with equal keys can share one batched run; None: this point runs alone.
 
     They must agree on everything but the loss weights and, unless the image starts from noise,
-    the seed. Points whose optimizer couples the images of a batch run alone (L-BFGS: one history and one
-    step size for everything it optimizes; any optimizer that does not declare itself per-image).
+    the seed. Points whose optimizer couples the images of a batch run alone (torch's L-BFGS and ImageLBFGS's
+    strong-Wolfe path: one history or line search for everything they optimize; any optimizer that does not
+    declare itself per-image). ImageLBFGS's default path is per image.
     """
     config = merged_config(sweep, point)
-    if not keeps_images_independent(class_path(get_key(config, "model.optimizer"))):
+    if not keeps_images_independent(config):
         return None
     for args in _loss_args(config).values():
         args.pop("weight", None)
