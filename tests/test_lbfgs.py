@@ -38,11 +38,8 @@ def make_losses(problem, weights=None):
     return {name: term.double() for name, term in losses.items()}
 
 
-def run(problem, optimizer_cls, steps, start, weights=None, **settings):
-    vgg = problem[0]
-    losses = make_losses(problem, weights)
-    image = start.clone().requires_grad_(True)
-    optimizer = optimizer_cls([image], **settings)
+def closure_for(optimizer, image, vgg, losses):
+    """The closure Lightning would give the optimizer: the total loss of ``image`` and its gradient."""
 
     def closure():
         optimizer.zero_grad()
@@ -50,6 +47,16 @@ def run(problem, optimizer_cls, steps, start, weights=None, **settings):
         total = sum(term(features, image).sum() for term in losses.values())
         total.backward()
         return total
+
+    return closure
+
+
+def run(problem, optimizer_cls, steps, start, weights=None, **settings):
+    vgg = problem[0]
+    losses = make_losses(problem, weights)
+    image = start.clone().requires_grad_(True)
+    optimizer = optimizer_cls([image], **settings)
+    closure = closure_for(optimizer, image, vgg, losses)
 
     images = []
     for _ in range(steps):
@@ -89,12 +96,7 @@ def test_a_step_reads_nothing_back_from_the_device(problem, monkeypatch):
     image = problem[1].clone().expand(2, -1, -1, -1).contiguous().requires_grad_(True)
     optimizer = ImageLBFGS([image], history_size=5)
 
-    def closure():
-        optimizer.zero_grad()
-        features = vgg(image, LAYERS)
-        total = sum(term(features, image).sum() for term in losses.values())
-        total.backward()
-        return total
+    closure = closure_for(optimizer, image, vgg, losses)
 
     calls = []
     for name in ("item", "__float__", "__bool__", "__int__", "cpu", "tolist", "numpy"):
@@ -150,12 +152,7 @@ def test_a_frozen_image_keeps_its_pixels_while_the_batch_goes_on(problem):
     image = problem[1].clone().expand(2, -1, -1, -1).contiguous().requires_grad_(True)
     optimizer = ImageLBFGS([image], history_size=5)
 
-    def closure():
-        optimizer.zero_grad()
-        features = vgg(image, LAYERS)
-        total = sum(term(features, image).sum() for term in losses.values())
-        total.backward()
-        return total
+    closure = closure_for(optimizer, image, vgg, losses)
 
     for _ in range(3):
         optimizer.step(closure)
@@ -183,12 +180,7 @@ def test_resume_from_a_state_dict_is_bit_identical_and_keeps_dtypes():
     resumed.load_state_dict(saved)
     assert resumed.state[image]["SY"].dtype == torch.float64 and resumed.state[image]["age"].dtype == torch.long
 
-    def closure():
-        resumed.zero_grad()
-        features = vgg(image, LAYERS)
-        total = sum(term(features, image).sum() for term in losses.values())
-        total.backward()
-        return total
+    closure = closure_for(resumed, image, vgg, losses)
 
     for _ in range(4):
         resumed.step(closure)
@@ -205,13 +197,7 @@ def test_a_smaller_history_keeps_the_newest_pairs_as_torch_does(problem):
     vgg, losses = problem[0], make_losses(problem)
     for optimizer, images in ((ref, ref_images), (new, new_images)):
         image = optimizer.param_groups[0]["params"][0]
-
-        def closure(optimizer=optimizer, image=image):
-            optimizer.zero_grad()
-            features = vgg(image, LAYERS)
-            total = sum(term(features, image).sum() for term in losses.values())
-            total.backward()
-            return total
+        closure = closure_for(optimizer, image, vgg, losses)
 
         for _ in range(4):
             optimizer.step(closure)
