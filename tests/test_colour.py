@@ -74,8 +74,8 @@ def test_match_colour_none_is_identity_and_unknown_is_an_error():
 def test_style_colour_is_applied_when_the_data_loads(tmp_path):
     cli = build_cli(tiny(tmp_path, "--data.style_colour", "covariance")[1:], run=False)
     cli.datamodule.setup("fit")
-    mu_c, _ = _stats(cli.datamodule.content_image)
-    mu_s, _ = _stats(cli.datamodule.style_images[0])
+    mu_c, _ = _stats(cli.datamodule.sets[0].content)
+    mu_s, _ = _stats(cli.datamodule.sets[0].styles[0])
     assert (mu_s - mu_c).abs().max() < 1e-3
 
 

@@ -120,7 +120,7 @@ def test_the_update_compiles_as_one_graph():
     state = empty_state(x, 4, torch.float32)
     eager_x, eager_state = x, state
     compiled = torch.compile(lbfgs_update, fullgraph=True)
-    comp_x, comp_state = x, state
+    comp_x, comp_state = x, {key: value.clone() for key, value in state.items()}  # the history is updated in place
     for _ in range(3):
         g = torch.randn(2, 30)
         eager_x, eager_state = lbfgs_update(eager_x, g, eager_state, 1.0, 0.0, 0.0, (0.0, 1.0))

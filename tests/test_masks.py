@@ -77,7 +77,7 @@ def test_each_masked_region_moves_towards_its_own_style(vgg19_caffe):
     fit(model, data, 20)
     content = load_image(CONTENT, size)
     masks = [load_mask(MASK_LEFT, content.shape[-2:]), load_mask(MASK_RIGHT, content.shape[-2:])]
-    styles = [data.style_images[0], data.style_images[1]]
+    styles = data.sets[0].styles[:2]
     before = region_distances(content, masks, styles, vgg19_caffe)
     after = region_distances(model.image.detach(), masks, styles, vgg19_caffe)
     # Measured at 64 px after 20 steps, d[region, style] (rows: left/Starry Night, right/Scream region):

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from nst_lightning.data import StyleTransferData
+from nst_lightning.image.image_set import ImageSet
 from nst_lightning.image.io import load_image
 from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.style_transfer import StyleTransfer
@@ -35,7 +36,7 @@ def test_blend_weights_are_normalized_and_blend_the_style_targets():
 def test_style_scale_sizes_the_style_relative_to_the_output(scale, long_edge):
     data = StyleTransferData(str(CONTENT), str(STYLE), size=80, style_scale=scale)
     data.setup()
-    assert max(data.style_images[0].shape[-2:]) == long_edge
+    assert max(data.sets[0].styles[0].shape[-2:]) == long_edge
     # Relative to every size it is asked for, as multi-scale does per scale.
     content, styles, _ = data.load_images(64)
     assert max(content.shape[-2:]) == 64 and max(styles[0].shape[-2:]) == round(64 * scale)
@@ -50,7 +51,7 @@ def test_init_options(init, tmp_path):
 
         save_png(style, path)
     model = StyleTransfer(backbone=VGG19(weights="none"), init=str(path) if init == "file" else init)
-    model.set_images(content, [style], [])
+    model.set_image_sets([ImageSet(content, [style], [1.0], [])])
     image = model.initial_image()
     assert image.shape == content.shape
     if init == "content":

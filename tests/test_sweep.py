@@ -89,11 +89,13 @@ def test_points_batch_by_everything_but_loss_weights_and_coupling_optimizers_run
     weights = "model.losses.style.init_args.weight=10,30,100"
     adam = build_sweep(DEFAULT, None, [weights, f"data.style={STARRY},{SCREAM}", "seed_everything=1,2", ADAM])
     batches = plan_batches(adam, adam.points, max_batch=4)
-    # 12 points: the two style images cannot share a batch; weights and seeds can (init: content).
-    assert sorted(len(b) for b in batches) == [2, 2, 4, 4]
-    for batch in batches:
-        assert len({p.params["data.style"] for p in batch}) == 1
+    # 12 points: weights, seeds (init: content) and style images can share a batch (each image its own targets)
+    assert sorted(len(b) for b in batches) == [4, 4, 4]
+    assert any(len({p.params["data.style"] for p in batch}) == 2 for batch in batches)
     assert [len(b) for b in plan_batches(adam, adam.points, max_batch=1)] == [1] * 12
+    # content images of another shape at this size cannot: the output sizes differ
+    shapes = build_sweep(DEFAULT, None, [f"data.content={ASSETS / 'tubingen.jpg'},{SCREAM}", ADAM])
+    assert [len(b) for b in plan_batches(shapes, shapes.points, 8)] == [1, 1]
 
     noise = build_sweep(DEFAULT, None, [weights, "seed_everything=1,2", ADAM, "model.init=noise"])
     assert sorted(len(b) for b in plan_batches(noise, noise.points, 8)) == [3, 3]  # each seed its own noise
@@ -349,3 +351,21 @@ def test_lbfgs_points_batch_and_end_within_one_percent_of_their_runs_alone(tmp_p
         for key in ("style_distance", "content_distance"):
             assert b["quality"][key] == pytest.approx(s["quality"][key], rel=0.01), (b["name"], key)
     assert single[1]["quality"]["style_distance"] < 0.8 * single[0]["quality"]["style_distance"]  # they differ
+
+
+def test_points_with_their_own_style_images_batch_and_equal_their_runs_alone(tmp_path):
+    """Two style images in one batch: each image is compared with its own style's targets, and ends where it
+    would alone (Adam: losses to 1e-4, PNGs to one grey level)."""
+    overrides = [f"data.style={STARRY},{SCREAM}", "model.losses.style.init_args.weight=30", *tiny(steps=6)]
+    sweep = build_sweep(DEFAULT, None, overrides, tmp_path / "batched")
+    assert [len(b) for b in plan_batches(sweep, sweep.points, 8)] == [2]
+    batched = run_batched(sweep, sweep.points)
+    alone = build_sweep(DEFAULT, None, overrides, tmp_path / "alone")
+    single = [run_point(alone, p) for p in alone.points]
+    assert [r["batch_size"] for r in batched] == [2, 2]
+    for b, s in zip(batched, single):
+        for key, value in s["losses"].items():
+            assert b["losses"][key] == pytest.approx(value, rel=1e-4, abs=1e-7), (b["name"], key)
+        assert b["quality"]["style_distance"] == pytest.approx(s["quality"]["style_distance"], rel=1e-3)
+        assert (read_png(b["output"]) - read_png(s["output"])).mul(255).abs().max() <= 1
+    assert (read_png(single[0]["output"]) - read_png(single[1]["output"])).mul(255).abs().max() > 10

@@ -9,6 +9,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.image.colour import STYLE_COLOUR_CHOICES, match_colour
+from nst_lightning.image.image_set import ImageSet
 from nst_lightning.image.io import load_image
 from nst_lightning.image.masks import load_mask
 
@@ -82,9 +83,7 @@ class StyleTransferData(pl.LightningDataModule):
         self.masks = masks
         total = float(sum(style_blend_weights))
         self.style_weights = [float(w) / total for w in style_blend_weights]
-        self.content_image: Tensor | None = None
-        self.style_images: list[Tensor] = []
-        self.mask_images: list[Tensor] = []
+        self.sets: list[ImageSet] = []  # at ``size``, once set up
 
     def load_images(self, size: int) -> tuple[Tensor, list[Tensor], list[Tensor]]:
         """The content image with long edge ``size``, the style images (``style_scale`` times that, recoloured
@@ -96,11 +95,47 @@ class StyleTransferData(pl.LightningDataModule):
         masks = [load_mask(path, tuple(content.shape[-2:])) for path in self.masks]
         return content, styles, masks
 
+    def image_sets(self, size: int) -> list[ImageSet]:
+        """The inputs of the run's images at long edge ``size``: one set that every image shares."""
+        content, styles, masks = self.load_images(size)
+        return [ImageSet(content, styles, list(self.style_weights), masks)]
+
+    @property
+    def style_count(self) -> int:
+        """Style images over all sets (for the memory estimate)."""
+        return len(self.style)
+
     def setup(self, stage: str | None = None) -> None:
-        if self.content_image is not None:
-            return
-        self.content_image, self.style_images, self.mask_images = self.load_images(self.size)
+        if not self.sets:
+            self.sets = self.image_sets(self.size)
 
     def train_dataloader(self) -> DataLoader:
         steps = self.trainer.max_steps if self.trainer is not None and self.trainer.max_steps > 0 else 1
         return DataLoader(_Steps(steps), batch_size=None, num_workers=0)
+
+
+class BatchedData(StyleTransferData):
+    """Several runs' inputs optimized as one batch (a batched sweep): image i takes its content, styles, blend
+    weights and masks from ``members[i]``. The members must give content images of the same size; settings that
+    shape the run (``size``, ``style_scale``) are the first member's.
+    """
+
+    def __init__(self, members: list[StyleTransferData]) -> None:
+        first = members[0]
+        super().__init__(first.content, first.style, first.size, first.style_scale,
+                         None if first.masks else first.style_weights, first.style_colour, first.masks)
+        self.members = list(members)
+
+    def image_sets(self, size: int) -> list[ImageSet]:
+        sets = [s for member in self.members for s in member.image_sets(size)]
+        shapes = {tuple(s.content.shape[-2:]) for s in sets}
+        if len(shapes) > 1:
+            raise ConfigValueError(
+                f"the content images of one batch must give the same size at {size} px, not {sorted(shapes)}",
+                key="data.content",
+            )
+        return sets
+
+    @property
+    def style_count(self) -> int:
+        return sum(len(member.style) for member in self.members)

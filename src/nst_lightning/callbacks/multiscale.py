@@ -131,17 +131,18 @@ class MultiScale(pl.Callback):
     def _enter_scale(self, trainer: pl.Trainer, pl_module: pl.LightningModule, k: int) -> None:
         first = self.scale_index < 0
         self.scale_index = k
-        content, styles, masks = trainer.datamodule.load_images(self.sizes[k])
+        sets = trainer.datamodule.image_sets(self.sizes[k])
+        size = tuple(sets[0].content.shape[-2:])
         resized = True
         if first and trainer.global_step == 0 and len(self.sizes) > 1:
-            pl_module.set_images(content, styles, masks)
-            # Start the coarsest scale from its own init, not a shrunk one (one per image of a batched sweep).
-            image = pl_module.initial_image().expand(pl_module.image.shape[0], -1, -1, -1)
-        elif tuple(pl_module.image.shape[-2:]) == tuple(content.shape[-2:]):
+            pl_module.set_image_sets(sets)
+            # Start the coarsest scale from its own init, not a shrunk one (each image of a batch its own).
+            image = pl_module.initial_image()
+        elif tuple(pl_module.image.shape[-2:]) == size:
             image, resized = pl_module.image.detach(), False  # a run resumed at this scale
         else:
-            image = F.interpolate(pl_module.image.detach(), size=content.shape[-2:], mode=self.mode, align_corners=False)
-        pl_module.set_images(content, styles, masks)
+            image = F.interpolate(pl_module.image.detach(), size=size, mode=self.mode, align_corners=False)
+        pl_module.set_image_sets(sets)
         pl_module.image.data = image.clamp(0, 1).contiguous()
         pl_module.image.grad = None
         pl_module.compute_targets()

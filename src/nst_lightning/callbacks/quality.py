@@ -16,7 +16,7 @@ from typing import Any
 import lightning.pytorch as pl
 from torch import Tensor
 
-from nst_lightning.data import StyleTransferData
+from nst_lightning.data import BatchedData, StyleTransferData
 from nst_lightning.errors import NstLightningError
 from nst_lightning.image.io import to_pil
 from nst_lightning.model.style_transfer import report_of
@@ -58,8 +58,11 @@ class QualityReport(pl.Callback):
         data = trainer.datamodule
         if not isinstance(data, StyleTransferData):
             return []
-        return score_tensor(pl_module.output_image(), data.content, data.style, data.style_weights, data.style_scale,
-                            data.masks)
+        image = pl_module.output_image()
+        if isinstance(data, BatchedData):  # each image against its own inputs
+            return [score_tensor(image[i : i + 1], m.content, m.style, m.style_weights, m.style_scale, m.masks)[0]
+                    for i, m in enumerate(data.members)]
+        return score_tensor(image, data.content, data.style, data.style_weights, data.style_scale, data.masks)
 
     def _log(self, trainer: pl.Trainer, rows: list[dict[str, Any]]) -> None:
         if trainer.logger is None or not rows:

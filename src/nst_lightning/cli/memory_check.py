@@ -9,13 +9,12 @@ which the run then uses, and asks it whether the run fits, whole or in tiles.
 from __future__ import annotations
 
 import inspect
-from pathlib import Path
 
 import torch
-from PIL import Image
 
-from nst_lightning.data import StyleTransferData
+from nst_lightning.data import BatchedData, StyleTransferData
 from nst_lightning.errors import ConfigError
+from nst_lightning.image.io import shape_at
 from nst_lightning.model.memory_estimate import largest_fitting_size
 from nst_lightning.model.style_transfer import StyleTransfer
 
@@ -31,24 +30,15 @@ def _gb(n: float) -> str:
 
 
 def content_shape(data: StyleTransferData, long_edge: int) -> tuple[int, int]:
-    """(height, width) of the content image at ``long_edge``, read from its header (nothing decoded);
-    a square when the file cannot be read now (loading it later reports why)."""
-    try:
-        if not Path(data.content).is_file():  # never open a FIFO: it would wait for a writer
-            raise OSError("not a regular file")
-        with Image.open(data.content) as image:
-            w, h = image.size
-    except Exception:  # noqa: BLE001 - reported properly when the images are loaded
-        return long_edge, long_edge
-    scale = long_edge / max(w, h)
-    return max(1, round(h * scale)), max(1, round(w * scale))
+    """(height, width) of the content image at ``long_edge`` (:func:`nst_lightning.image.io.shape_at`)."""
+    return shape_at(data.content, long_edge)
 
 
 def run_estimate(model: StyleTransfer, data: StyleTransferData, long_edge: int, checkpointing: bool | None = None
                  ) -> int | None:
     """Bytes the untiled run needs at ``long_edge`` (the run plan's cost model); None when the backbone does not
     describe its layers."""
-    plan = model.plan if model.plan is not None else model.make_plan(len(data.style), data.style_scale, "cpu")
+    plan = model.plan if model.plan is not None else model.make_plan(data.style_count, data.style_scale, "cpu")
     return plan.run_bytes(*content_shape(data, long_edge), checkpointing=checkpointing)
 
 
@@ -57,7 +47,8 @@ def check_memory(model: StyleTransfer, data: StyleTransferData, device: torch.de
     if the run cannot fit, whole or (with ``model.tiling``) in tiles."""
     if not isinstance(data, StyleTransferData):
         return
-    plan = model.make_plan(len(data.style), data.style_scale, device)
+    contents = len(data.members) if isinstance(data, BatchedData) else 1
+    plan = model.make_plan(data.style_count, data.style_scale, device, contents=contents)
     height, width = content_shape(data, data.size)
     needed = plan.run_bytes(height, width)
     if needed is None or plan.available is None or plan.fits(height, width):

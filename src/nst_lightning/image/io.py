@@ -197,3 +197,17 @@ def save_png(
     with atomic_write(path, replace=replace) as f:
         to_pil(image).save(f, format="PNG", pnginfo=info)
     return Path(path)
+
+
+def shape_at(path: str | Path, long_edge: int) -> tuple[int, int]:
+    """(height, width) of the image file ``path`` resized to ``long_edge``, read from its header (nothing
+    decoded); a square when the file cannot be read now (loading it later reports why)."""
+    try:
+        if not Path(path).is_file():  # never open a FIFO: it would wait for a writer
+            raise OSError("not a regular file")
+        with Image.open(path) as image:
+            w, h = image.size
+    except Exception:  # noqa: BLE001 - reported properly when the image is loaded
+        return long_edge, long_edge
+    scale = long_edge / max(w, h)
+    return max(1, round(h * scale)), max(1, round(w * scale))

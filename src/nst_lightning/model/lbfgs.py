@@ -44,7 +44,9 @@ def lbfgs_update(
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One L-BFGS iteration for every image of ``x`` (N×D) with gradient ``g`` (N×D): the new ``x`` and state.
 
-    A pure function of tensors without host reads (see the module's docstring); ``state`` holds ``S``, ``Y``
+    A function of tensors without host reads (see the module's docstring); it writes the new curvature pair into
+    ``state``'s history buffers in place (copying them would cost more than the rest of the update), and returns
+    the other entries anew. ``state`` holds ``S``, ``Y``
     (N×m×D), ``SY``, ``YY`` (N×m×m, float64), ``age`` (N×m, -1: empty), ``count``, ``H_diag``, ``t``,
     ``last_step``, ``prev_g``, ``done`` (N) and ``step`` (scalar).
     """
@@ -55,23 +57,31 @@ def lbfgs_update(
     # torch returns at once when the gradient is already below tolerance_grad: the image stays as it is.
     active = ~done & ~(g.abs().amax(1) <= tolerance_grad)
 
-    # The curvature pair of the step just taken (none before the first), into each image's ring buffer.
+    # The curvature pair of the step just taken (none before the first), into each image's ring buffer: in
+    # place at each image's slot (O(N·D)), never a rewrite of the whole history.
     y = g - state["prev_g"]
     s = state["last_step"]
     s64, y64 = s.double(), y.double()
     ys, yy = (y64 * s64).sum(1), (y64 * y64).sum(1)
     accept = active & ~first & (ys > CURVATURE_MIN)
     slot = state["count"] % m
-    # N×m: where the new pair goes (a comparison, not one_hot, which checks its input on the host)
+    rows = torch.arange(n, device=slot.device)
+    S[rows, slot] = torch.where(accept[:, None], s.to(S.dtype), S[rows, slot])
+    Y[rows, slot] = torch.where(accept[:, None], y.to(Y.dtype), Y[rows, slot])
+    # N×m: where the new pair went (a comparison, not one_hot, which checks its input on the host)
     here = (torch.arange(m, device=slot.device) == slot[:, None]) & accept[:, None]
-    S = torch.where(here[..., None], s[:, None, :].to(S.dtype), S)
-    Y = torch.where(here[..., None], y[:, None, :].to(Y.dtype), Y)
-    s_hist, y_hist = S.double(), Y.double()
-    s_new, y_new = _row(s_hist, slot), _row(y_hist, slot)  # as stored (in the history's dtype)
-    # SY[i, j] = s_iᵀ y_j and YY[i, j] = y_iᵀ y_j: the new pair's row and column.
-    sy_col = torch.bmm(s_hist, y_new[..., None])[..., 0]  # s_iᵀ y_new
-    sy_row = torch.bmm(y_hist, s_new[..., None])[..., 0]  # s_newᵀ y_j
-    yy_new = torch.bmm(y_hist, y_new[..., None])[..., 0]
+    # The big products in the history's dtype (float32 for a bfloat16 history), the small matrices in float64.
+    work = torch.float32 if S.dtype == torch.bfloat16 else S.dtype
+    s_hist, y_hist = S.to(work), Y.to(work)
+    s_new, y_new = s.to(S.dtype).to(work), y.to(Y.dtype).to(work)  # as stored
+    # SY[i, j] = s_iᵀ y_j and YY[i, j] = y_iᵀ y_j: the new pair's row and column; with them Sᵀg and Yᵀg. One
+    # pass over each history buffer (the update is bound by reading them): S·[y_new, g] and Y·[s_new, y_new, g].
+    gw = g.to(work)
+    # (As k×D · (m×D)ᵀ products: with the k vectors as rows, BLAS reads the history once and fast.)
+    from_s = torch.bmm(torch.stack([y_new, gw], dim=1), s_hist.transpose(1, 2)).double()  # N×2×m
+    from_y = torch.bmm(torch.stack([s_new, y_new, gw], dim=1), y_hist.transpose(1, 2)).double()  # N×3×m
+    sy_col, s_g = from_s[:, 0], from_s[:, 1]  # s_iᵀ y_new, s_iᵀ g
+    sy_row, yy_new, y_g = from_y[:, 0], from_y[:, 1], from_y[:, 2]  # s_newᵀ y_j, y_iᵀ y_new, y_iᵀ g
     SY = torch.where(here[:, None, :], sy_col[:, :, None], SY)
     SY = torch.where(here[:, :, None], sy_row[:, None, :], SY)
     YY = torch.where(here[:, None, :], yy_new[:, :, None], YY)
@@ -80,9 +90,8 @@ def lbfgs_update(
     count = state["count"] + accept.long()
     H_diag = torch.where(accept, ys / yy.clamp_min(1e-300), state["H_diag"])
 
-    # The direction d = −H g from the compact representation, its small matrices in float64 and in the
-    # pairs' age order (each image's ring buffer starts at its own slot; empty slots sort first).
-    g64 = g.double()
+    # The direction d = −H g from the compact representation (float64 small matrices), in the pairs' age
+    # order (each image's ring buffer starts at its own slot; empty slots sort first).
     order = torch.argsort(age, dim=1, stable=True)
     valid = torch.gather(age, 1, order) >= 0
     both = valid[:, :, None] & valid[:, None, :]
@@ -91,16 +100,18 @@ def lbfgs_update(
     eye = torch.eye(m, dtype=torch.float64, device=g.device).expand(n, m, m)
     R = torch.where(both, torch.triu(sy), torch.where(valid[:, :, None] | valid[:, None, :], torch.zeros_like(sy), eye))
     D = torch.diagonal(sy, dim1=1, dim2=2) * valid
-    a = torch.gather(torch.bmm(s_hist, g64[..., None])[..., 0], 1, order) * valid  # Sᵀg
-    b = torch.gather(torch.bmm(y_hist, g64[..., None])[..., 0], 1, order) * valid  # Yᵀg
+    a = torch.gather(s_g, 1, order) * valid  # Sᵀg
+    b = torch.gather(y_g, 1, order) * valid  # Yᵀg
     gamma = H_diag[:, None]
     u = torch.linalg.solve_triangular(R, a[..., None], upper=True)[..., 0]  # R⁻¹ Sᵀg
     inner = D * u + gamma * torch.bmm(yy_m, u[..., None])[..., 0] - gamma * b
     p = torch.linalg.solve_triangular(R.transpose(1, 2), inner[..., None], upper=False)[..., 0]
     # Back to slot order for the products with the history.
-    u_slots = torch.zeros_like(u).scatter(1, order, u)
-    p_slots = torch.zeros_like(p).scatter(1, order, p)
-    Hg = gamma * g64 + torch.bmm(p_slots[:, None, :], s_hist)[:, 0] - gamma * torch.bmm(u_slots[:, None, :], y_hist)[:, 0]
+    u_slots = torch.zeros_like(u).scatter(1, order, u).to(work)
+    p_slots = torch.zeros_like(p).scatter(1, order, p).to(work)
+    gamma_w = gamma.to(work)
+    # H g = γ g + S p − γ Y u: one more pass over each buffer.
+    Hg = gamma_w * gw + torch.bmm(p_slots[:, None, :], s_hist)[:, 0] - gamma_w * torch.bmm(u_slots[:, None, :], y_hist)[:, 0]
     d = (-Hg).to(g.dtype)
 
     # The step size: the first step scaled by the gradient's size, then lr (torch's rule, per image).

@@ -74,6 +74,7 @@ def estimate_parts(
     content_layers: Collection[str] = (),
     styles: int = 1,
     style_scale: float = 1.0,
+    contents: int = 1,
 ) -> dict[str, int]:
     """The estimate of :func:`estimate_bytes`, part by part (``activations``, ``backward``, ``images``,
     ``targets``, ``optimizer``), before ``OVERHEAD``."""
@@ -103,7 +104,7 @@ def estimate_parts(
     parts = {
         "activations": activations * batch,
         "backward": 2 * largest * batch,
-        "images": image * (1 + styles * style_scale**2) + 2 * image * batch,  # content, styles; image and grad
+        "images": image * (contents + styles * style_scale**2) + 2 * image * batch,  # contents, styles; image and grad
         "targets": sum(elements(by_name[n]) * FLOAT32 for n in content_layers if n in by_name),
         "optimizer": optimizer_vectors(optimizer, history_size) * image * batch,
     }
@@ -176,10 +177,11 @@ class CostModel:
     checkpointing: bool = False
     styles: int = 1
     style_scale: float = 1.0
+    contents: int = 1  # content images: one per image when each image of a batch has its own
 
     def _parts(self, height: int, width: int, batch: int, vectors: int = 0, styles: int = 0) -> dict[str, int]:
         parts = estimate_parts(height, width, batch, self.layers, self.requested, "sgd", 0, self.checkpointing,
-                               self.content_layers, styles, self.style_scale)
+                               self.content_layers, styles, self.style_scale, self.contents)
         return parts | {"optimizer": 3 * height * width * FLOAT32 * batch * vectors}
 
     def pass_bytes(self, height: int, width: int, batch: int = 1) -> int:

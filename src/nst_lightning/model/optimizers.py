@@ -152,6 +152,7 @@ class ImageLBFGS(torch.optim.Optimizer):
         super().__init__(params, defaults)
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("ImageLBFGS optimizes one tensor: the image")
+        self._update = lbfgs_update
         self._wolfe: torch.optim.LBFGS | None = None
         if line_search_fn is not None:
             self._wolfe = torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, max_eval=max_eval,
@@ -159,6 +160,11 @@ class ImageLBFGS(torch.optim.Optimizer):
                                             history_size=history_size, line_search_fn=line_search_fn)
             self.state = self._wolfe.state  # one state: checkpoints hold torch's
             self.param_groups = self._wolfe.param_groups
+
+    def compile_update(self, mode: str) -> None:
+        """Run the update through ``torch.compile(fullgraph=True)`` with this mode (``--model.compile``): one
+        graph with no host reads (``reduce-overhead`` records it as a CUDA graph on a GPU)."""
+        self._update = torch.compile(lbfgs_update, mode=mode, fullgraph=True)
 
     @classmethod
     def traits_for(cls, init_args: dict) -> tuple[bool, int]:
@@ -220,7 +226,7 @@ class ImageLBFGS(torch.optim.Optimizer):
                 pending = self.__dict__.pop("_pending_done", None)
                 if pending is not None:
                     state["done"] = pending
-            x_new, new_state = lbfgs_update(x, g, state, group["lr"], group["tolerance_grad"],
+            x_new, new_state = self._update(x, g, state, group["lr"], group["tolerance_grad"],
                                             group["tolerance_change"], group["bounds"])
             image.copy_(x_new.view_as(image))
             state.update(new_state)

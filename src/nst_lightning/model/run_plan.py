@@ -55,7 +55,8 @@ class RunPlan:
         tiling: the user's tiling settings.
         optimizer: the optimizer's traits.
         images: images optimized together (a batched sweep).
-        styles, style_scale: the style images and their size relative to the content's.
+        styles, style_scale: the style images (over all images' sets) and their size relative to the content's.
+        contents: the content images (one per image when each image of a batch has its own).
         device: where the run happens; its available memory is read now, once.
         available: bytes available, instead of reading them (tests, benchmarks).
     """
@@ -71,6 +72,7 @@ class RunPlan:
         style_scale: float = 1.0,
         device: torch.device | str = "cpu",
         available: int | None = None,
+        contents: int = 1,
     ) -> None:
         self.tiling = tiling
         self.optimizer = optimizer
@@ -79,7 +81,7 @@ class RunPlan:
         self.checkpointing = backbone.activation_checkpointing
         self.available = available if available is not None else available_bytes(device)
         self.cost = CostModel(tuple(backbone.feature_layers() or ()), frozenset(self.layers),
-                              frozenset(content_layers(losses)), self.checkpointing, styles, style_scale)
+                              frozenset(content_layers(losses)), self.checkpointing, styles, style_scale, contents)
         try:
             self.geometry: TileGeometry | TilingError = tile_geometry(backbone, self.layers)
         except TilingError as exc:  # raised only if an image needs tiles
@@ -103,7 +105,7 @@ class RunPlan:
         """The untiled run's peak at ``height``×``width`` (None when the backbone does not describe its layers)."""
         cost = self.cost if checkpointing is None else CostModel(
             self.cost.layers, self.cost.requested, self.cost.content_layers, checkpointing, self.cost.styles,
-            self.cost.style_scale)
+            self.cost.style_scale, self.cost.contents)
         return cost.run_bytes(height, width, self.images, self.optimizer_vectors)
 
     @property

@@ -17,6 +17,7 @@ from torch import Tensor, nn
 
 from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.image.colour import keep_chroma
+from nst_lightning.image.image_set import ImageSet
 from nst_lightning.image.io import load_image
 from nst_lightning.model.backbones.base import Backbone
 from nst_lightning.model.backbones.vgg import VGG19
@@ -28,7 +29,7 @@ from nst_lightning.model.optimizers import ImageLBFGS, OptimizerTraits, optimize
 from nst_lightning.model.report import RunReport
 from nst_lightning.model.run_plan import RunPlan
 from nst_lightning.model.step import StepLosses, step_output
-from nst_lightning.model.targets import set_targets
+from nst_lightning.model.targets import set_targets_per_image
 from nst_lightning.model.tiled_loss import tiled_loss_and_grad
 from nst_lightning.model.tiling import TilePlan, Tiling
 
@@ -126,7 +127,7 @@ class StyleTransfer(pl.LightningModule):
         self.report = RunReport()
         self.tiling = tiling if tiling is not None else Tiling()
         self.plan: RunPlan | None = None
-        self.num_styles = self.num_masks = 0
+        self._set_layout: list[tuple[int, int, list[float]]] = []
         self._described: set[tuple] = set()
 
     def set_sample_weights(self, weights: Sequence[Mapping[str, float]]) -> None:
@@ -156,10 +157,11 @@ class StyleTransfer(pl.LightningModule):
         except Exception:  # noqa: BLE001 - it needs more than a tensor: unknown, so never batched
             return optimizer_traits(object)
 
-    def make_plan(self, styles: int, style_scale: float, device: torch.device | str, available: int | None = None) -> RunPlan:
+    def make_plan(self, styles: int, style_scale: float, device: torch.device | str, available: int | None = None,
+                  contents: int = 1) -> RunPlan:
         """Make the run's plan now (measuring the memory available once); ``fit`` uses this one."""
         self.plan = RunPlan(self.backbone, dict(self.losses), self.tiling, self.optimizer_traits(), self.num_images,
-                            styles, style_scale, device, available)
+                            styles, style_scale, device, available, contents)
         return self.plan
 
     def run_plan(self) -> RunPlan:
@@ -172,36 +174,56 @@ class StyleTransfer(pl.LightningModule):
     # -- set-up -----------------------------------------------------------------------------
 
     def initial_image(self) -> Tensor:
-        """The starting image at the content image's current size."""
+        """The starting image of every image of the batch at the content's current size (each from its own set)."""
+        sets = self.image_sets
         content = self.content_image
         if self.init == "content":
-            return content.clone()
+            return content.clone().expand(self.num_images, -1, -1, -1).contiguous()
         if self.init == "noise":
-            return torch.rand_like(content)
+            return torch.rand(self.num_images, *content.shape[1:], device=content.device, dtype=content.dtype)
         _, _, h, w = content.shape
-        image = self.style_images[0] if self.init == "style" else load_image(self.init, None, "init image")
-        image = image.to(content.device, content.dtype)
-        return nn.functional.interpolate(image, size=(h, w), mode="bilinear", antialias=True).clamp(0, 1)
+        starts = [s.styles[0] if self.init == "style" else load_image(self.init, None, "init image") for s in sets]
+        starts = [nn.functional.interpolate(image.to(content.device, content.dtype), size=(h, w), mode="bilinear",
+                                            antialias=True).clamp(0, 1) for image in starts]
+        return torch.cat(starts).expand(self.num_images, -1, -1, -1).contiguous()
 
-    def set_images(self, content: Tensor, styles: list[Tensor], masks: list[Tensor]) -> None:
-        """Set (or replace, as multi-scale does) the images the targets are computed from, on the module's device."""
+    def set_image_sets(self, sets: list[ImageSet]) -> None:
+        """Set (or replace, as multi-scale does) the images the targets are computed from, on the module's device:
+        one :class:`~nst_lightning.image.image_set.ImageSet` that every image shares, or one per image."""
+        if len(sets) not in (1, self.num_images):
+            raise ConfigValueError(f"{len(sets)} image sets for a batch of {self.num_images} images")
         device = self.device
-        self.register_buffer("content_image", content.to(device).clone(), persistent=False)
-        for i, style in enumerate(styles):
-            self.register_buffer(f"style_image_{i}", style.to(device).clone(), persistent=False)
-        for i, mask in enumerate(masks):
-            self.register_buffer(f"mask_{i}", mask.to(device).clone(), persistent=False)
-        self.num_styles, self.num_masks = len(styles), len(masks)
+        # Buffers (not persistent) so that they move with the module to its device.
+        self.register_buffer("content_image", torch.cat([s.content for s in sets]).to(device), persistent=False)
+        for k, image_set in enumerate(sets):
+            for i, style in enumerate(image_set.styles):
+                self.register_buffer(f"style_image_{k}_{i}", style.to(device).clone(), persistent=False)
+            for i, mask in enumerate(image_set.masks):
+                self.register_buffer(f"mask_{k}_{i}", mask.to(device).clone(), persistent=False)
+        self._set_layout = [(len(s.styles), len(s.masks), list(s.style_weights)) for s in sets]
+
+    @property
+    def image_sets(self) -> list[ImageSet]:
+        """The image sets in use, on the module's device."""
+        return [
+            ImageSet(self.content_image[k : k + 1], [self.get_buffer(f"style_image_{k}_{i}") for i in range(styles)],
+                     weights, [self.get_buffer(f"mask_{k}_{i}") for i in range(masks)])
+            for k, (styles, masks, weights) in enumerate(self._set_layout)
+        ]
+
+    @property
+    def num_styles(self) -> int:
+        """Style images over all sets."""
+        return sum(styles for styles, _, _ in self._set_layout)
 
     def setup(self, stage: str) -> None:
         if self.image is not None:
             return
         data = self.trainer.datamodule
-        self.set_images(data.content_image, data.style_images, data.mask_images)
-        self.style_weights = list(data.style_weights)
-        self.image = nn.Parameter(self.initial_image().expand(self.num_images, -1, -1, -1).contiguous())
+        self.set_image_sets(data.sets)
+        self.image = nn.Parameter(self.initial_image())
         if self.plan is None:
-            self.make_plan(len(data.style_images), data.style_scale, self.device)
+            self.make_plan(self.num_styles, data.style_scale, self.device, contents=len(data.sets))
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Before the state is loaded: give the image the checkpoint's size. A multi-scale run interrupted at a
@@ -209,14 +231,6 @@ class StyleTransfer(pl.LightningModule):
         saved = checkpoint.get("state_dict", {}).get("image")
         if saved is not None and self.image is not None and saved.shape != self.image.shape:
             self.image.data = torch.empty(saved.shape, dtype=self.image.dtype, device=self.image.device)
-
-    @property
-    def style_images(self) -> list[Tensor]:
-        return [getattr(self, f"style_image_{i}") for i in range(self.num_styles)]
-
-    @property
-    def masks(self) -> list[Tensor]:
-        return [getattr(self, f"mask_{i}") for i in range(self.num_masks)]
 
     @torch.no_grad()
     def output_image(self) -> Tensor:
@@ -231,11 +245,7 @@ class StyleTransfer(pl.LightningModule):
         """Each term's targets, once, on the training device and precision (:func:`~nst_lightning.model.targets.
         set_targets`), tile by tile when the images are larger than a tile."""
         with self.trainer.precision_plugin.forward_context():
-            set_targets(
-                self.backbone, self.losses, self.content_image, self.style_images, self.style_weights, self.masks,
-                content_plan=self.tile_plan(self.content_image),
-                style_plans=[self.tile_plan(style, choice_for=self.content_image) for style in self.style_images],
-            )
+            set_targets_per_image(self.backbone, self.losses, self.image_sets, self.tile_plan)
 
     # -- tiling -----------------------------------------------------------------------------
 
@@ -324,6 +334,8 @@ class StyleTransfer(pl.LightningModule):
         optimizer = factory([self.image])
         optimizer.config_key = "model.optimizer"
         check_precision(self.trainer.precision, optimizer)
+        if self.compile_mode != "off" and isinstance(optimizer, ImageLBFGS):
+            optimizer.compile_update(self.compile_mode)  # the loss is compiled in on_fit_start
         return optimizer
 
 

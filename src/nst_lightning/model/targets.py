@@ -9,12 +9,13 @@ positions with the same tile loop as the tiled loss (:func:`~nst_lightning.model
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 
 import torch
 from torch import Tensor
 
+from nst_lightning.image.image_set import ImageSet
 from nst_lightning.model.backbones.base import Backbone
 from nst_lightning.model.losses.base import LossTerm, Targets
 from nst_lightning.model.run_plan import content_layers
@@ -58,3 +59,40 @@ def set_targets(
             statistics = [sum_over_tiles(backbone, style, plan, term.layers, term.style_statistics)
                           for style, plan in zip(style_images, style_plans)]
         term.set_targets(replace(targets, style_statistics=statistics))
+
+
+def set_targets_per_image(
+    backbone: Backbone | Forward,
+    losses: Mapping[str, LossTerm],
+    sets: Sequence[ImageSet],
+    tile_plan: Callable[..., TilePlan | None],
+) -> None:
+    """The targets of a run whose images share one :class:`ImageSet`, or each have their own.
+
+    With several sets, each term's ``set_targets`` runs once per set, and the buffers it made are stacked along
+    the batch dimension: image i is compared with its own set's targets (a scalar per set becomes one value per
+    image; a target of leading size 1 becomes N). ``tile_plan(image, choice_for=...)`` gives each image's tiles.
+    """
+
+    def one(image_set: ImageSet) -> None:
+        set_targets(
+            backbone, losses, image_set.content, image_set.styles, image_set.style_weights, image_set.masks,
+            content_plan=tile_plan(image_set.content),
+            style_plans=[tile_plan(style, choice_for=image_set.content) for style in image_set.styles],
+        )
+
+    if len(sets) == 1:
+        one(sets[0])
+        return
+    made: dict[str, dict[str, list[Tensor]]] = {name: {} for name in losses}
+    for image_set in sets:
+        before = {name: dict(term.named_buffers(recurse=False)) for name, term in losses.items()}
+        one(image_set)
+        for name, term in losses.items():
+            for key, buffer in term.named_buffers(recurse=False):
+                if before[name].get(key) is not buffer:  # made by this set_targets
+                    made[name].setdefault(key, []).append(buffer)
+    for name, term in losses.items():
+        for key, buffers in made[name].items():
+            stacked = torch.stack(buffers) if buffers[0].dim() == 0 else torch.cat(buffers)
+            term.register_buffer(key, stacked, persistent=False)

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from nst_lightning.config_tree import class_path, get_key, loss_terms, set_key
+from nst_lightning.image.io import shape_at
 from nst_lightning.model.optimizers import optimizer_traits
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.sweep.spec import SEED_KEY, Point, Sweep
@@ -80,11 +81,15 @@ def loss_weights(sweep: Sweep, point: Point) -> dict[str, float]:
 
 
 
+PER_IMAGE_INPUTS = ("style", "style_blend_weights", "masks")  # with data.content: each image of a batch its own
+
+
 def batch_key(sweep: Sweep, point: Point) -> str | None:
     """Points with equal keys can share one batched run; None: this point runs alone.
 
-    They must agree on everything but the loss weights and, unless the image starts from noise,
-    the seed. Points whose optimizer couples the images of a batch run alone (torch's L-BFGS and ImageLBFGS's
+    They must agree on everything but the loss weights, their own inputs (``data.content``, ``data.style``,
+    ``data.style_blend_weights``, ``data.masks``: each image of a batch has its own targets, so what must agree is
+    the output's size in pixels) and, unless the image starts from noise, the seed. Points whose optimizer couples the images of a batch run alone (torch's L-BFGS and ImageLBFGS's
     strong-Wolfe path: one history or line search for everything they optimize; any optimizer that does not
     declare itself per-image). ImageLBFGS's default path is per image.
     """
@@ -96,6 +101,12 @@ def batch_key(sweep: Sweep, point: Point) -> str | None:
     if get_key(config, "model.init", "content") != "noise":
         config.pop(SEED_KEY, None)
     config.pop("output", None)
+    data = config.get("data") if isinstance(config.get("data"), dict) else {}
+    content, size = data.pop("content", None), data.get("size", 256)
+    for key in PER_IMAGE_INPUTS:
+        data.pop(key, None)
+    if content is not None and isinstance(size, int):
+        data["output_shape"] = list(shape_at(content, size))
     return json.dumps(config, sort_keys=True, default=str)
 
 

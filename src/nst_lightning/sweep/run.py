@@ -22,11 +22,12 @@ import torch
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
 from nst_lightning.callbacks.quality import quality_metadata
+from nst_lightning.data import BatchedData, StyleTransferData
 from nst_lightning.heap import release_freed_memory
 from nst_lightning.image.io import png_metadata, save_png
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.sweep.naming import output_path
-from nst_lightning.sweep.planning import loss_weights, point_arguments
+from nst_lightning.sweep.planning import PER_IMAGE_INPUTS, loss_weights, point_arguments
 from nst_lightning.sweep.spec import Point, Sweep, SweepError
 
 Record = dict[str, Any]
@@ -113,20 +114,42 @@ def run_point(sweep: Sweep, point: Point) -> Record:
 
 
 def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
-    """``points`` as one N×3×H×W batch: the first point's run, with each point's loss weights per image."""
+    """``points`` as one N×3×H×W batch: one run with each point's loss weights and (when they differ) its own
+    content and style images per image. A point whose images cannot be loaded fails alone, before the batch
+    runs; the others run together."""
     outputs = [output_path(sweep, p) for p in points]
     start = time.perf_counter()
     cli = _build(sweep, point_arguments(sweep, points[0], outputs[0]))
+    ready, failed = [], []
+    for point, output in zip(points, outputs):
+        try:
+            config = _parsing(cli.parser.parse_args, point_arguments(sweep, point, output))
+            data = StyleTransferData(**config.data.as_dict())
+            data.setup()  # the images load now: a missing or broken one fails this point only
+        except RunInterrupted:
+            raise
+        except Exception as exc:
+            failed.append(_ran(point, output, "failed", start, error=sweep.error_message(exc)))
+            continue
+        ready.append((point, output, config, data))
+    if len(ready) <= 1:
+        return failed + [run_point(sweep, point) for point, *_ in ready]
+    if ready[0][0] is not points[0]:
+        cli = _build(sweep, point_arguments(sweep, ready[0][0], ready[0][1]))
+    points, outputs, configs, members = (list(column) for column in zip(*ready))
     cli.model.set_sample_weights([loss_weights(sweep, p) for p in points])
+    inputs = [{key: config.data.get(key) for key in ("content", *PER_IMAGE_INPUTS)} for config in configs]
+    if any(i != inputs[0] for i in inputs):  # each image its own content and styles: targets per image
+        cli.datamodule = BatchedData(members)
     _fit(cli)  # the run's ImageWriter writes image 0
     images = cli.model.output_image()  # with preserve_colour, the content's chroma for every image
     quality = cli.model.report.quality or [None] * len(points)  # one score per image of the batch
     for i in range(1, len(points)):
-        config = cli.parser.dump(_parsing(cli.parser.parse_args, point_arguments(sweep, points[i], outputs[i])))
+        config = cli.parser.dump(configs[i])
         metadata = {**png_metadata(cli.trainer.global_step, config), **quality_metadata(quality[i] or {})}
         save_png(images[i], outputs[i], metadata)
     losses = final_losses(cli)
-    return [
+    return failed + [
         _ran(p, out, "done", start, losses=loss, quality=q, batch_size=len(points))
         for p, out, loss, q in zip(points, outputs, losses, quality)
     ]
