@@ -1,6 +1,7 @@
 """Throughput of a batched sweep against running the same points one by one, in one process.
 
     python benchmarks/sweep_throughput.py --threads 1                   # 8 points, 128 px, L-BFGS, 100 steps
+    python benchmarks/sweep_throughput.py --threads 1 --styles          # 8 points, each its own style image
     python benchmarks/sweep_throughput.py --optimizer adam --points 4 --size 64 --steps 50
 
 Both runs use the same points (style weights spread over 1..100, everything else from
@@ -31,11 +32,34 @@ ROOT = Path(__file__).resolve().parents[1]
 OPTIMIZERS = {"lbfgs": "model.optimizer={class_path: ImageLBFGS}", "adam": "model.optimizer={class_path: ImageAdam}"}
 
 
+def style_images(count: int, folder: Path) -> list[str]:
+    """``count`` different style images: the paintings and photographs of ../shared/images (and the package's
+    two), then the same with their colour channels rotated (other statistics, same strokes)."""
+    from PIL import Image
+
+    found = sorted({p.name: p for p in [*(ROOT.parent / "shared" / "images").glob("*.jpg"),
+                                        *(ROOT / "src" / "nst_lightning" / "assets").glob("*.jpg")]}.values())
+    paths = [str(p) for p in found]
+    k = 0
+    while len(paths) < count:
+        with Image.open(found[k % len(found)]) as image:
+            r, g, b = image.convert("RGB").split()
+            rotated = folder / f"rotated_{k}.png"
+            Image.merge("RGB", (g, b, r)).save(rotated)
+        paths.append(str(rotated))
+        k += 1
+    return paths[:count]
+
+
 def timed_sweep(points: int, size: int, steps: int, accelerator: str, max_batch: int, out: Path,
-                optimizer: str = "lbfgs") -> tuple[float, dict]:
-    weights = ",".join(f"{100 ** (i / max(1, points - 1)):.3g}" for i in range(points))
+                optimizer: str = "lbfgs", styles: list[str] | None = None) -> tuple[float, dict]:
+    if styles:  # one point per style image, one style weight
+        axis = f"data.style={','.join(styles[:points])}"
+    else:  # one point per style weight, one style image
+        axis = "model.losses.style.init_args.weight=" + ",".join(
+            f"{100 ** (i / max(1, points - 1)):.3g}" for i in range(points))
     sweep = build_sweep(ROOT / "configs" / "single_scale.yaml", None, [
-        f"model.losses.style.init_args.weight={weights}",
+        axis,
         OPTIMIZERS[optimizer],
         f"data.size={size}",
         f"trainer.max_steps={steps}",
@@ -54,6 +78,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--optimizer", choices=sorted(OPTIMIZERS), default="lbfgs")
+    parser.add_argument("--styles", action="store_true", help="one style image per point instead of one style weight")
     parser.add_argument("--accelerator", default="cpu")
     parser.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1))
     args = parser.parse_args()
@@ -62,14 +87,17 @@ def main() -> None:
     load_plugins()
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up: first-call costs (weights file cache, kernels) should count for neither side
+        styles = style_images(args.points, Path(tmp)) if args.styles else None
         timed_sweep(1, args.size, 2, args.accelerator, 1, Path(tmp) / "warmup", args.optimizer)
         alone, single = timed_sweep(args.points, args.size, args.steps, args.accelerator, 1, Path(tmp) / "alone",
-                                    args.optimizer)
+                                    args.optimizer, styles)
         batched, together = timed_sweep(args.points, args.size, args.steps, args.accelerator, args.points,
-                                        Path(tmp) / "batched", args.optimizer)
+                                        Path(tmp) / "batched", args.optimizer, styles)
     rate = lambda s: args.points / s * 60
     device = torch.cuda.get_device_name() if args.accelerator == "gpu" else f"{platform.processor() or 'cpu'}, {args.threads} threads"
-    print(f"\n{args.points} points, {args.size} px, {args.optimizer}, {args.steps} steps, {device}, torch {torch.__version__}")
+    what = "style images" if args.styles else "style weights"
+    print(f"\n{args.points} points ({what}), {args.size} px, {args.optimizer}, {args.steps} steps, {device}, "
+          f"torch {torch.__version__}")
     print("| run | wall time | images per minute |")
     print("|---|---|---|")
     print(f"| one by one ({args.points} runs) | {alone:.1f} s | {rate(alone):.1f} |")

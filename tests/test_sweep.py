@@ -21,7 +21,7 @@ from nst_lightning.sweep.command import build_sweep as _build_sweep
 from nst_lightning.sweep.command import run_sweep
 from nst_lightning.sweep.naming import output_path
 from nst_lightning.sweep.planning import loss_weights, plan_batches
-from nst_lightning.sweep.run import run_batched, run_point
+from nst_lightning.sweep.run import run_point, run_together
 from nst_lightning.sweep.spec import SweepError, expand, parse_set
 
 from .conftest import ASSETS, DEFAULT, ROOT
@@ -190,7 +190,7 @@ def test_batched_points_equal_the_same_points_run_one_by_one(tmp_path):
     overrides = ["model.losses.style.init_args.weight=3,100", "model.losses.tv.init_args.weight=5", *tiny(steps=6)]
     sweep = build_sweep(DEFAULT, None, overrides, tmp_path / "batched")
     alone = build_sweep(DEFAULT, None, overrides, tmp_path / "alone")
-    batched = run_batched(sweep, sweep.points)
+    batched = run_together(sweep, sweep.points)
     single = [run_point(alone, p) for p in alone.points]
     assert [r["batch_size"] for r in batched] == [2, 2] and [r["status"] for r in single] == ["done"] * 2
     for b, s in zip(batched, single):
@@ -343,7 +343,7 @@ def test_lbfgs_points_batch_and_end_within_one_percent_of_their_runs_alone(tmp_p
     L-BFGS amplifies it: distances, not pixels)."""
     overrides = ["model.losses.style.init_args.weight=10,100", "data.size=48", "trainer.max_steps=100"]
     sweep = build_sweep(DEFAULT, None, overrides, tmp_path / "batched")
-    batched = run_batched(sweep, sweep.points)
+    batched = run_together(sweep, sweep.points)
     alone_sweep = build_sweep(DEFAULT, None, overrides, tmp_path / "alone")
     single = [run_point(alone_sweep, p) for p in alone_sweep.points]
     assert [r["batch_size"] for r in batched] == [2, 2]
@@ -359,7 +359,7 @@ def test_points_with_their_own_style_images_batch_and_equal_their_runs_alone(tmp
     overrides = [f"data.style={STARRY},{SCREAM}", "model.losses.style.init_args.weight=30", *tiny(steps=6)]
     sweep = build_sweep(DEFAULT, None, overrides, tmp_path / "batched")
     assert [len(b) for b in plan_batches(sweep, sweep.points, 8)] == [2]
-    batched = run_batched(sweep, sweep.points)
+    batched = run_together(sweep, sweep.points)
     alone = build_sweep(DEFAULT, None, overrides, tmp_path / "alone")
     single = [run_point(alone, p) for p in alone.points]
     assert [r["batch_size"] for r in batched] == [2, 2]

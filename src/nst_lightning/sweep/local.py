@@ -9,7 +9,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 
 import torch
 
-from nst_lightning.sweep.run import Record, run_batch
+from nst_lightning.sweep.run import Record, run_planned_batch
 from nst_lightning.sweep.spec import Point, Sweep
 
 
@@ -27,7 +27,7 @@ def run_local(
     """All batches on this machine: in this process, or in ``workers`` processes (one per GPU when there are GPUs)."""
     if workers <= 1:
         for batch in batches:
-            for record in run_batch(sweep, batch, dry_run):
+            for record in run_planned_batch(sweep, batch, dry_run):
                 on_record(record)
         return
     gpus = torch.cuda.device_count()
@@ -38,7 +38,7 @@ def run_local(
     threads = max(1, (os.cpu_count() or 1) // workers)
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_claim_device,
                              initargs=(devices, threads)) as pool:
-        futures = [pool.submit(run_batch, sweep, batch, dry_run) for batch in batches]
+        futures = [pool.submit(run_planned_batch, sweep, batch, dry_run) for batch in batches]
         for future in as_completed(futures):
             for record in future.result():
                 on_record(record)

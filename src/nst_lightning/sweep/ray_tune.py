@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from nst_lightning.sweep.naming import output_path
-from nst_lightning.sweep.run import Record, run_batch
+from nst_lightning.sweep.run import Record, run_planned_batch
 from nst_lightning.sweep.spec import Point, Sweep
 
 
@@ -29,7 +29,7 @@ def sweep_trainable(config: dict[str, Any], sweep: Sweep, batches: list[list[Poi
     from ray import tune
 
     os.chdir(cwd)  # relative paths in the config mean the driver's working directory
-    records = run_batch(sweep, batches[config["batch"]], dry_run)
+    records = run_planned_batch(sweep, batches[config["batch"]], dry_run)
     for record in records:
         record["ray_gpu_ids"] = [str(i) for i in ray.get_gpu_ids()]
     tune.report({"records": json.dumps(records, default=str)})

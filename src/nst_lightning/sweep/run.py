@@ -113,7 +113,7 @@ def run_point(sweep: Sweep, point: Point) -> Record:
     return _ran(point, output, "done", start, losses=losses, quality=quality, batch_size=1)
 
 
-def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
+def run_together(sweep: Sweep, points: list[Point]) -> list[Record]:
     """``points`` as one N×3×H×W batch: one run with each point's loss weights and (when they differ) its own
     content and style images per image. A point whose images cannot be loaded fails alone, before the batch
     runs; the others run together."""
@@ -155,26 +155,25 @@ def run_batched(sweep: Sweep, points: list[Point]) -> list[Record]:
     ]
 
 
-def run_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) -> list[Record]:
-    """Run one planned batch; a batch that fails runs again point by point, so each failure is its own.
-
-    Afterwards the memory the batch freed goes back to the OS, so a worker does not stay as large as
-    its largest point.
-    """
+def run_planned_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) -> list[Record]:
+    """Run one batch the planner made: its points together (:func:`run_together`), or one point alone
+    (:func:`run_point`); a batch that fails for a reason no single point explains runs again point by point, so
+    each failure is its own. Afterwards the memory the batch freed goes back to the OS, so a worker does not
+    stay as large as its largest point."""
     try:
-        return _run_batch(sweep, points, dry_run)
+        return _records_of(sweep, points, dry_run)
     finally:
         release_freed_memory()
 
 
-def _run_batch(sweep: Sweep, points: list[Point], dry_run: bool) -> list[Record]:
+def _records_of(sweep: Sweep, points: list[Point], dry_run: bool) -> list[Record]:
     if dry_run:
         return [_ran(p, output_path(sweep, p), "dry-run", time.perf_counter(), pid=os.getpid()) for p in points]
     for name in ("lightning.pytorch", "lightning.fabric"):  # per-run notices; the sweep prints its own
         logging.getLogger(name).setLevel(logging.WARNING)
     if len(points) > 1:
         try:
-            return run_batched(sweep, points)
+            return run_together(sweep, points)
         except RunInterrupted:
             raise
         except Exception as exc:
