@@ -191,3 +191,29 @@ def _current_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def test_version_help_and_a_missing_subcommand_answer_without_torch():
+    """``--version``, ``--help`` and a missing or misspelt subcommand: every subcommand named, the program's
+    name under ``python -m``, and torch never imported (they answer in a fraction of a second)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.argv = ['x', *sys.argv[1:]]\n"
+            "try:\n    runpy.run_module('nst_lightning', run_name='__main__')\n"
+            "except SystemExit as e:\n    print('torch' in sys.modules, e.code, file=sys.stderr)\n")
+
+    def run(*args: str) -> tuple[str, str]:
+        child = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=60)
+        return child.stdout, child.stderr
+
+    out, err = run("--version")
+    assert out.startswith("nst-lightning ") and err.strip() == "False 0"
+    out, err = run("--help")
+    assert out.startswith("usage: nst-lightning ") and all(name in out for name in ("fit", "sweep", "score", "plugins"))
+    assert err.strip() == "False 0"
+    _, err = run()
+    assert err.startswith("nst-lightning: error: no subcommand; give one of: fit, sweep, score, plugins")
+    assert err.strip().endswith("False 2")
+    _, err = run("fitt")
+    assert "unknown subcommand 'fitt' (did you mean 'fit'?)" in err and err.strip().endswith("False 2")

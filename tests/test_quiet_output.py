@@ -21,6 +21,7 @@ from nst_lightning.callbacks.progress_bar import (
 )
 from nst_lightning.cli import main
 from nst_lightning.cli.messages import (
+    filter_lightning_banners,
     filter_lightning_tips,
     show_plugin_warnings_plainly,
 )
@@ -57,10 +58,48 @@ def test_lightning_tips_are_dropped_and_nothing_else():
     try:
         rank_zero_info("💡 Tip: For seamless cloud uploads and versioning, try installing [litmodels]")
         rank_zero_info("GPU available: False, used: False")
+        rank_zero_info("Tiling: 224x168 px in 2 tiles")
     finally:
         logger.removeHandler(recorder)
         logger.setLevel(level)
-    assert recorder.messages == ["GPU available: False, used: False"]
+    assert recorder.messages == ["GPU available: False, used: False", "Tiling: 224x168 px in 2 tiles"]
+
+
+def test_lightning_banners_are_dropped_unless_verbose():
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    recorder, level = Recorder(), logger.level
+    logger.addHandler(recorder)
+    logger.setLevel(logging.INFO)
+    try:
+        for verbose in (False, True):
+            filter_lightning_banners(verbose)
+            rank_zero_info("GPU available: False, used: False")
+            rank_zero_info("`Trainer.fit` stopped: `max_steps=3` reached.")
+            rank_zero_info("Tiling: 224x168 px in 2 tiles")
+    finally:
+        filter_lightning_banners(False)
+        logger.removeHandler(recorder)
+        logger.setLevel(level)
+    assert recorder.messages == ["Tiling: 224x168 px in 2 tiles", "GPU available: False, used: False",
+                                 "`Trainer.fit` stopped: `max_steps=3` reached.", "Tiling: 224x168 px in 2 tiles"]
+
+
+def test_an_error_is_one_line_and_a_run_prints_no_banner(tmp_path):
+    """In a real process, where Lightning's own log handler writes: nothing before the error line, and a
+    successful run's output is the final line only."""
+    env = dict(os.environ, NST_LIGHTNING_DISABLE_PLUGIN_AUTOLOAD="1")
+    command = [sys.executable, "-m", "nst_lightning"]
+    bad = subprocess.run([*command, *fit_args(tmp_path, "--data.content", str(tmp_path / "missing.jpg"))],
+                         env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert bad.returncode == 1 and bad.stdout == ""
+    assert bad.stderr.count("\n") == 1 and bad.stderr.startswith("nst-lightning: error: "), bad.stderr
+    good = subprocess.run([*command, *fit_args(tmp_path, "--trainer.max_steps", "2")],
+                          env=env, capture_output=True, text=True, timeout=300, check=False)
+    assert good.returncode == 0, good.stderr
+    printed = good.stdout + good.stderr
+    for banner in ("Seed set", "GPU available", "TPU available", "`Trainer.fit` stopped"):
+        assert banner not in printed, printed
+    assert good.stdout.strip().startswith("Stylized image written to")
 
 
 def test_a_run_prints_no_tips_nor_summary_unless_asked(tmp_path, capsys):

@@ -19,10 +19,12 @@ from nst_lightning.cli.argv_checks import check_config_files
 from nst_lightning.cli.component_names import check_component_names
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.cli.messages import (
+    VERBOSE_ENV,
     describe,
     error,
     exit_code,
     filter_known_warnings,
+    filter_lightning_banners,
     filter_lightning_tips,
     show_plugin_warnings_plainly,
 )
@@ -57,10 +59,14 @@ def ctrl_c_raises_interrupted() -> Iterator[None]:
 def main(args: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
-    argv = [a for a in argv if a != "--debug"]
+    verbose = "--verbose" in argv or bool(os.environ.get(VERBOSE_ENV))
+    argv = [a for a in argv if a not in ("--debug", "--verbose")]
+    if verbose:
+        os.environ[VERBOSE_ENV] = "1"  # for every run this command builds (sweep points too)
     registry = None
     filter_known_warnings()
     filter_lightning_tips()
+    filter_lightning_banners(verbose)
     show_plugin_warnings_plainly()
     try:
         if argv[:1] == ["plugins"]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import inspect
+import os
 import sys
 from typing import Any
 
@@ -19,7 +20,12 @@ from nst_lightning.callbacks.progress_bar import progress_for
 from nst_lightning.callbacks.quality import QualityReport, run_summary
 from nst_lightning.cli.compat import CompatCLI
 from nst_lightning.cli.memory_check import check_memory
-from nst_lightning.cli.messages import filter_known_warnings, filter_lightning_tips
+from nst_lightning.cli.messages import (
+    VERBOSE_ENV,
+    filter_known_warnings,
+    filter_lightning_banners,
+    filter_lightning_tips,
+)
 from nst_lightning.cli.run_checks import check_checkpoint, check_max_steps
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError, ConfigValueError
@@ -191,6 +197,7 @@ def run_callbacks(user: list, bar: list, guards: list, quality: QualityReport, w
 def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferCLI:
     filter_known_warnings()
     filter_lightning_tips()
+    filter_lightning_banners(bool(os.environ.get(VERBOSE_ENV)))
     return StyleTransferCLI(
         StyleTransfer,
         StyleTransferData,

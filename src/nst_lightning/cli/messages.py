@@ -116,6 +116,35 @@ def filter_lightning_tips() -> None:
             logger.addFilter(DropTips())
 
 
+# Lines Lightning prints on every run that tell a user of this command nothing they asked for: the seed (the
+# config says it), the accelerators it did not use, its own stop line (the final line says why the run
+# stopped). `--verbose` (or NST_LIGHTNING_VERBOSE=1) shows them.
+BANNERS = re.compile(
+    r"^(Seed set to \S+|(GPU|TPU|HPU|IPU) available: |LOCAL_RANK: \d+ - |`Trainer\.fit` stopped: `max_steps=)"
+)
+BANNER_LOGGERS = (*TIP_LOGGERS, "lightning.fabric.utilities.seed")
+VERBOSE_ENV = "NST_LIGHTNING_VERBOSE"
+
+
+class DropBanners(logging.Filter):
+    """Drops Lightning's per-run banner lines (:data:`BANNERS`); every other record passes."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not BANNERS.match(str(record.getMessage()).lstrip())
+
+
+def filter_lightning_banners(verbose: bool = False) -> None:
+    """Drop Lightning's banner lines unless ``verbose`` (then show them again)."""
+    for name in BANNER_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, DropBanners)]:
+            logger.removeFilter(old)
+        if not verbose:
+            logger.addFilter(DropBanners())
+    action = "default" if verbose else "ignore"
+    warnings.filterwarnings(action, message=r"Checkpoint directory .* exists and is not empty")
+
+
 def show_plugin_warnings_plainly() -> None:
     """Format a plugin's import failure as ``nst-lightning: warning: <text>``, without the core's source line.
 
