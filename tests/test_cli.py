@@ -217,3 +217,27 @@ def test_version_help_and_a_missing_subcommand_answer_without_torch():
     assert err.strip().endswith("False 2")
     _, err = run("fitt")
     assert "unknown subcommand 'fitt' (did you mean 'fit'?)" in err and err.strip().endswith("False 2")
+
+
+def test_shipped_configs_work_by_name_from_any_folder(tmp_path, monkeypatch, capsys):
+    """``--config default`` names the shipped config, its inputs are ``sample:`` images, and ``fit`` without a
+    config is the default; a user's config finds its inputs beside it, whatever the working directory."""
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit):
+        main(["fit", "--print_config"])
+    printed = yaml.safe_load(capsys.readouterr().out)
+    assert printed["data"]["content"] == "sample:tubingen.jpg" and printed["seed_everything"] == 0
+    assert printed["output"] == "outputs/default.png"
+    assert printed["trainer"]["callbacks"][0]["class_path"].endswith("StopWhenConverged")
+    folder = tmp_path / "project"
+    folder.mkdir()
+    load_image(CONTENT, 48)  # readable
+    (folder / "mine.jpg").write_bytes(CONTENT.read_bytes())
+    (folder / "run.yaml").write_text("data:\n  content: mine.jpg\n  style: sample:the_scream.jpg\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    main(["fit", "--config", "single_scale", "--config", str(folder / "run.yaml"), "--data.size", "32",
+          "--trainer.max_steps", "1", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
+          "--output", "out.png"])
+    assert (elsewhere / "out.png").is_file()

@@ -63,6 +63,9 @@ def test_signal_saves_image_and_checkpoint_and_resume_matches_uninterrupted(tmp_
     assert step == int(said[1]) >= 2
     saved = ckpt["state_dict"]["image"]
     assert (saved[0].mul(255).round() - read_png(image_path)[0].mul(255)).abs().max() <= 1
+    # Not the frozen backbone's weights (they come from the weights file on resume): a small file.
+    assert not [key for key in ckpt["state_dict"] if key.startswith("backbone.")]
+    assert ckpt_path.stat().st_size < 5 * 2**20
     state = ckpt["optimizer_states"][0]["state"][0]
     if optimizer == "ImageLBFGS":
         assert int(state["step"]) == step and int(state["count"][0]) == step - 1  # the L-BFGS history's pairs

@@ -49,6 +49,7 @@ class Recorder(logging.Handler):
 
 
 def test_lightning_tips_are_dropped_and_nothing_else():
+    filter_lightning_banners(verbose=True)  # this test is about the tips filter alone
     filter_lightning_tips()
     filter_lightning_tips()  # once is enough; twice is harmless
     logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")  # where rank_zero_info logs
@@ -60,6 +61,7 @@ def test_lightning_tips_are_dropped_and_nothing_else():
         rank_zero_info("GPU available: False, used: False")
         rank_zero_info("Tiling: 224x168 px in 2 tiles")
     finally:
+        filter_lightning_banners(verbose=False)
         logger.removeHandler(recorder)
         logger.setLevel(level)
     assert recorder.messages == ["GPU available: False, used: False", "Tiling: 224x168 px in 2 tiles"]

@@ -20,7 +20,7 @@ def top_level(args: list[str]) -> int | None:
     """``--version``, ``--help`` and a missing subcommand, answered without importing torch; None otherwise."""
     rest = [a for a in args if a not in ("--debug", "--verbose")]
     if rest[:1] in (["--version"], ["-V"]):
-        from nst_lightning import __version__
+        from nst_lightning.version import __version__
 
         print(f"nst-lightning {__version__}")
         return 0

@@ -18,6 +18,7 @@ from nst_lightning.callbacks.multiscale import MultiScale  # noqa: F401 - import
 from nst_lightning.callbacks.nonfinite_guard import NonFiniteGuard
 from nst_lightning.callbacks.progress_bar import progress_for
 from nst_lightning.callbacks.quality import QualityReport, run_summary
+from nst_lightning.cli.argv_checks import resolve_configs
 from nst_lightning.cli.compat import CompatCLI
 from nst_lightning.cli.memory_check import check_memory
 from nst_lightning.cli.messages import (
@@ -201,7 +202,7 @@ def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferC
     return StyleTransferCLI(
         StyleTransfer,
         StyleTransferData,
-        args=args,
+        args=resolve_configs(args) if args is not None else None,
         run=run,
         trainer_defaults=TRAINER_DEFAULTS,
         parser_class=StyleTransferParser,

@@ -92,9 +92,28 @@ def _decode_with_large_metadata(path: Path) -> Image.Image:
     return image
 
 
+SAMPLE_PREFIX = "sample:"
+SAMPLES = Path(__file__).resolve().parents[1] / "assets"
+
+
+def input_path(path: str | os.PathLike) -> Path:
+    """The file an input names: ``sample:NAME`` is one of the sample images shipped with the package (``sample:
+    tubingen.jpg``, ``sample:starry_night.jpg``, ``sample:the_scream.jpg``, ``sample:mask_left.png``, ...),
+    reachable from any folder and from an installed wheel; anything else is a path."""
+    text = os.fspath(path)
+    if isinstance(text, str) and text.startswith(SAMPLE_PREFIX):
+        return SAMPLES / text[len(SAMPLE_PREFIX):]
+    return Path(text)
+
+
+def sample_names() -> list[str]:
+    """The sample images' names, ``sample:...``."""
+    return sorted(SAMPLE_PREFIX + p.name for p in SAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".png"))
+
+
 def open_rgb(path: str | os.PathLike, what: str = "image") -> Image.Image:
     """Open ``path`` as an RGB Pillow image, honouring EXIF orientation. Errors name the file."""
-    p = Path(path)
+    p = input_path(path)
     name = f"{what} {str(p)!r}"
     if not p.exists():
         raise ImageError(f"{name} does not exist")
@@ -203,7 +222,8 @@ def shape_at(path: str | Path, long_edge: int) -> tuple[int, int]:
     """(height, width) of the image file ``path`` resized to ``long_edge``, read from its header (nothing
     decoded); a square when the file cannot be read now (loading it later reports why)."""
     try:
-        if not Path(path).is_file():  # never open a FIFO: it would wait for a writer
+        path = input_path(path)
+        if not path.is_file():  # never open a FIFO: it would wait for a writer
             raise OSError("not a regular file")
         with Image.open(path) as image:
             w, h = image.size

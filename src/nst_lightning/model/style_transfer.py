@@ -5,7 +5,6 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from typing import Literal, get_args
 
 import lightning.pytorch as pl
@@ -18,7 +17,7 @@ from torch import Tensor, nn
 from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.image.colour import keep_chroma
 from nst_lightning.image.image_set import ImageSet
-from nst_lightning.image.io import load_image
+from nst_lightning.image.io import input_path, load_image
 from nst_lightning.model.backbones.base import Backbone
 from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.losses.base import LossTerm
@@ -121,7 +120,7 @@ class StyleTransfer(pl.LightningModule):
         self.backbone.check_layers(self.layers)
         self.backbone.truncate(self.layers)
         self.num_images = 1
-        if init not in INIT_CHOICES and not Path(init).exists():
+        if init not in INIT_CHOICES and not input_path(init).exists():
             raise ConfigValueError(f"model.init must be {', '.join(INIT_CHOICES)} or an existing image file, not {init!r}")
         self.register_parameter("image", None)
         self.report = RunReport()
@@ -225,10 +224,22 @@ class StyleTransfer(pl.LightningModule):
         if self.plan is None:
             self.make_plan(self.num_styles, data.style_scale, self.device, contents=len(data.sets))
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """A checkpoint holds the image and what resume needs, never the frozen backbone's weights (hundreds of
+        MB): a resumed run has them already, from the weights file its config names."""
+        state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("backbone.")]:
+            del state[key]
+
     def on_load_checkpoint(self, checkpoint: dict) -> None:
-        """Before the state is loaded: give the image the checkpoint's size. A multi-scale run interrupted at a
-        coarse scale saved a smaller image than ``setup`` made; ``MultiScale`` then goes on from that scale."""
-        saved = checkpoint.get("state_dict", {}).get("image")
+        """Before the state is loaded: the frozen backbone's weights are this run's own, from its checked weights
+        file (an older checkpoint's copy is ignored), and the image takes the checkpoint's size (a multi-scale run interrupted at a coarse scale saved a
+        smaller image than ``setup`` made; ``MultiScale`` then goes on from that scale)."""
+        state = checkpoint.setdefault("state_dict", {})
+        for key, value in self.state_dict().items():
+            if key.startswith("backbone."):
+                state[key] = value
+        saved = state.get("image")
         if saved is not None and self.image is not None and saved.shape != self.image.shape:
             self.image.data = torch.empty(saved.shape, dtype=self.image.dtype, device=self.image.device)
 
