@@ -407,3 +407,18 @@ def test_derived_names_stay_beside_the_output(output, suffix):
 def test_derived_names_cannot_name_a_directory(suffix):
     with pytest.raises(ValueError, match="may not contain a path"):
         beside("out/out.png", suffix)
+
+
+def test_a_missing_input_is_reported_before_an_output_that_exists(tmp_path, capsys):
+    """Re-running a command whose output exists, with a content image that is gone: the missing image is what
+    the user must fix first, so that is the error."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "out.png").write_bytes(b"a user's file")
+    with pytest.raises(SystemExit):
+        main(quiet_args(tmp_path, "--data.content", str(tmp_path / "gone.jpg")))
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "gone.jpg" in line and "does not exist" in line, line
+    assert (tmp_path / "out" / "out.png").read_bytes() == b"a user's file"
+    with pytest.raises(SystemExit):
+        main(quiet_args(tmp_path))
+    assert "exists; pass --overwrite true" in capsys.readouterr().err

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -241,3 +243,12 @@ def test_shipped_configs_work_by_name_from_any_folder(tmp_path, monkeypatch, cap
           "--trainer.max_steps", "1", "--trainer.logger", "false", "--trainer.enable_checkpointing", "false",
           "--output", "out.png"])
     assert (elsewhere / "out.png").is_file()
+
+
+def test_the_final_line_names_the_log_folder_and_the_checkpoint(tmp_path, capsys):
+    main(tiny(tmp_path, "--trainer.logger", "true", "--trainer.enable_checkpointing", "true", steps=2))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    logs = last.split("logs: ")[1].split(";")[0]
+    checkpoint = last.split("checkpoint: ")[1].strip()
+    assert Path(logs).is_dir() and Path(checkpoint).is_file() and checkpoint.endswith(".ckpt")
+    assert str(tmp_path) in logs

@@ -73,11 +73,14 @@ def test_signal_saves_image_and_checkpoint_and_resume_matches_uninterrupted(tmp_
         assert state["step"] == step and state["exp_avg"].abs().sum() > 0
 
     # Resume for three more steps; an uninterrupted run of the same length gives the same image, bit for bit.
+    interrupted = read_png(image_path)
     main(run_args(tmp_path, optimizer, step + 3, "out.png", "--ckpt_path", str(ckpt_path)))
+    # the finished resume removed the interrupted image and checkpoint it consumed
+    assert not image_path.exists() and not ckpt_path.exists()
     main(run_args(tmp_path, optimizer, step + 3, "uninterrupted.png"))
     resumed, uninterrupted = read_png(tmp_path / "out.png"), read_png(tmp_path / "uninterrupted.png")
     assert torch.equal(resumed, uninterrupted)
-    assert (resumed - read_png(image_path)).mul(255).abs().mean() > 0.5  # it did go on from there
+    assert (resumed - interrupted).mul(255).abs().mean() > 0.5  # it did go on from there
 
 
 @pytest.mark.parametrize(("steps", "nan_from_step", "last_good_step"), [(30, 16, 10), (25, 22, 20)])

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.image.colour import STYLE_COLOUR_CHOICES, match_colour
 from nst_lightning.image.image_set import ImageSet
-from nst_lightning.image.io import load_image
+from nst_lightning.image.io import check_image_file, load_image
 from nst_lightning.image.masks import load_mask
 
 
@@ -95,6 +95,15 @@ class StyleTransferData(pl.LightningDataModule):
         masks = [load_mask(path, tuple(content.shape[-2:])) for path in self.masks]
         return content, styles, masks
 
+    def check_inputs(self) -> None:
+        """Every input file exists and is an image (headers only): before a run, so that a missing content image
+        is the error a user sees, not an output that exists."""
+        check_image_file(self.content, "content image")
+        for path in self.style:
+            check_image_file(path, "style image")
+        for path in self.masks:
+            check_image_file(path, "mask image")
+
     def image_sets(self, size: int) -> list[ImageSet]:
         """The inputs of the run's images at long edge ``size``: one set that every image shares."""
         content, styles, masks = self.load_images(size)
@@ -139,3 +148,7 @@ class BatchedData(StyleTransferData):
     @property
     def style_count(self) -> int:
         return sum(len(member.style) for member in self.members)
+
+    def check_inputs(self) -> None:
+        for member in self.members:
+            member.check_inputs()

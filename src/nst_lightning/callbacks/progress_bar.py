@@ -39,10 +39,24 @@ class LossProgressBar(TQDMProgressBar):
             self._shown_step = report.logged_step
         return self._shown
 
+    def on_train_epoch_start(self, trainer: pl.Trainer, *args) -> None:
+        """One bar over the optimizer steps (a run is one "epoch" of steps): ``steps``, not ``Epoch 0``."""
+        super().on_train_epoch_start(trainer, *args)
+        self.train_progress_bar.set_description("steps")
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """A run that stopped before ``max_steps`` (the stopping rule) ends its bar where it stopped, at 100 %."""
+        bar = self.train_progress_bar
+        if bar is not None and bar.total and bar.n < bar.total:
+            bar.total = bar.n
+            bar.refresh()
+        super().on_train_end(trainer, pl_module)
+
     def get_metrics(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> dict[str, int | str | float]:
         report = report_of(pl_module)
         tiles = {"tiles": report.tile_count} if report.tile_count > 1 else {}
         metrics = {**super().get_metrics(trainer, pl_module), **tiles, **self.losses(pl_module)}
+        metrics.pop("v_num", None)  # the logger's version: the final line names the log folder
         if report.stop_short is not None:  # why the run stopped (StopWhenConverged), once it has
             metrics["stop"] = report.stop_short
         return metrics

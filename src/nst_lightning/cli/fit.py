@@ -5,6 +5,7 @@ from __future__ import annotations
 import inspect
 import os
 import sys
+from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
@@ -139,7 +140,6 @@ class StyleTransferCLI(CompatCLI):
             config=self._parser(self.subcommand).dump(config),
             bit_depth=init["output_bit_depth"],
         )
-        writer.check_output()
         self.image_writer = writer
         trainer_config = self._get(self.config_init, "trainer", default={})
         user = trainer_config.get("callbacks") or []
@@ -172,12 +172,36 @@ class StyleTransferCLI(CompatCLI):
                 "image: data parallelism would average the gradients of identical copies. Use --trainer.devices 1, "
                 "and 'nst-lightning sweep' to run many settings on many devices"
             )
+        if isinstance(self.datamodule, StyleTransferData):
+            self.datamodule.check_inputs()  # a missing input is reported first, then an output that exists
+        self.image_writer.check_output()
         check_memory(self.model, self.datamodule, self.trainer.strategy.root_device)
 
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
-            print(f"Stylized image written to {self.image_writer.written}{run_summary(self.model)}")
+            print(f"Stylized image written to {self.image_writer.written}{run_summary(self.model)}{self.run_files()}")
+            self.remove_consumed_interrupt_files()
         release_freed_memory()
+
+    def run_files(self) -> str:
+        """For the final line: where the logs and the checkpoint went (nothing when neither was written)."""
+        parts = []
+        if self.trainer.logger is not None and self.trainer.log_dir:
+            parts.append(f"logs: {self.trainer.log_dir}")
+        checkpoint = self.trainer.checkpoint_callback
+        path = checkpoint.last_model_path or checkpoint.best_model_path if checkpoint is not None else ""
+        if path:
+            parts.append(f"checkpoint: {path}")
+        return f"; {'; '.join(parts)}" if parts else ""
+
+    def remove_consumed_interrupt_files(self) -> None:
+        """A run resumed from ``<stem>_interrupted.ckpt`` that finished removes that checkpoint and its image."""
+        ckpt = self.config_init[self.subcommand].get("ckpt_path") if self.subcommand else None
+        saver = next((c for c in self.trainer.callbacks if isinstance(c, InterruptSaver)), None)
+        if not ckpt or saver is None or Path(str(ckpt)).resolve() != saver.checkpoint_path.resolve():
+            return
+        for path in (saver.checkpoint_path, saver.image_path):
+            path.unlink(missing_ok=True)
 
 
 def run_callbacks(user: list, bar: list, guards: list, quality: QualityReport, writer: ImageWriter) -> list:

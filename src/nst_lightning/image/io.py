@@ -111,8 +111,9 @@ def sample_names() -> list[str]:
     return sorted(SAMPLE_PREFIX + p.name for p in SAMPLES.iterdir() if p.suffix.lower() in (".jpg", ".png"))
 
 
-def open_rgb(path: str | os.PathLike, what: str = "image") -> Image.Image:
-    """Open ``path`` as an RGB Pillow image, honouring EXIF orientation. Errors name the file."""
+def check_image_file(path: str | os.PathLike, what: str = "image") -> Path:
+    """The file ``path`` names, if it is a non-empty regular file whose header Pillow reads (nothing decoded):
+    the checks an input gets before a run starts. Errors name the file."""
     p = input_path(path)
     name = f"{what} {str(p)!r}"
     if not p.exists():
@@ -123,6 +124,22 @@ def open_rgb(path: str | os.PathLike, what: str = "image") -> Image.Image:
         raise ImageError(f"{name} is not a regular file (a FIFO, socket or device); give an image file")
     if p.stat().st_size == 0:
         raise ImageError(f"{name} is an empty file")
+    try:
+        with Image.open(p):
+            pass
+    except UnidentifiedImageError:
+        raise ImageError(f"{name} is not an image file Pillow can read") from None
+    except PermissionError:
+        raise ImageError(f"{name} cannot be read: permission denied") from None
+    except (OSError, ValueError, Image.DecompressionBombError):
+        pass  # decoding reports these with the whole story
+    return p
+
+
+def open_rgb(path: str | os.PathLike, what: str = "image") -> Image.Image:
+    """Open ``path`` as an RGB Pillow image, honouring EXIF orientation. Errors name the file."""
+    p = check_image_file(path, what)
+    name = f"{what} {str(p)!r}"
     try:
         try:
             return _decode(p)
