@@ -52,8 +52,9 @@ def test_losses_are_read_from_the_device_only_on_logging_steps(monkeypatch, ever
     assert {"loss/content", "loss/style", "loss/tv"} <= set(shown)
     assert shown["loss/style"] == pytest.approx(float(model.report.logged_losses["loss/style"]))
     assert set(trainer.callback_metrics) >= {"loss/content", "loss/style", "loss/tv", "loss/total"}
+    logged = model.report.logged_losses
     assert float(trainer.callback_metrics["loss/total"]) == pytest.approx(
-        float(sum(t.sum() for t in model.report.logged_losses.values()))
+        float(sum(v for k, v in logged.items() if k != "loss/total"))
     )
 
 
@@ -79,3 +80,41 @@ def test_cli_uses_the_loss_progress_bar_unless_the_bar_is_off_or_configured(tmp_
         tmp_path, "--trainer.callbacks+=TQDMProgressBar", "--trainer.callbacks.refresh_rate=7"
     ).trainer.progress_bar_callback
     assert type(configured) is TQDMProgressBar and configured.refresh_rate == 7
+
+
+def test_the_logs_have_step_1_every_nth_step_and_the_last_with_losses_and_metrics_at_the_same_step(tmp_path, capsys):
+    """Written to the logger (CSV here): the losses at steps 1, 5, 10 and the last (a stop by the rule, or
+    max_steps), each at its step's own index, where the quality metrics of that step are too."""
+    import csv
+    import json
+
+    import yaml
+
+    from nst_lightning.cli import main
+
+    from .conftest import fit_args
+
+    csv_logger = json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp_path)}})
+    main(fit_args(tmp_path, "--trainer.max_steps", "12", "--trainer.log_every_n_steps", "5", "--score_every", "5",
+                  "--trainer.logger", csv_logger, "--data.size", "32"))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    logs = last.split("logs: ")[1].split(";")[0]
+    rows = list(csv.DictReader(open(f"{logs}/metrics.csv")))
+    loss_steps = sorted({int(r["step"]) for r in rows if r.get("loss/total")})
+    metric_steps = sorted({int(r["step"]) for r in rows if r.get("metric/style_distance")})
+    assert loss_steps == [1, 5, 10, 12], loss_steps
+    hparams = yaml.safe_load(open(f"{logs}/hparams.yaml"))  # the run's config, for the HPARAMS tab
+    assert hparams["data.size"] == 32 and hparams["model.losses.style.init_args.weight"] == 30.0
+    assert {5, 10, 12} <= set(metric_steps), metric_steps
+    # A run the stopping rule ends between two logging steps logs the step it stopped at.
+    stopped = tmp_path / "stopped"
+    csv_logger = json.dumps({"class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(stopped)}})
+    main(fit_args(tmp_path, "--trainer.max_steps", "50", "--trainer.log_every_n_steps", "10", "--trainer.logger",
+                  csv_logger, "--data.size", "32", "--output", str(tmp_path / "stopped.png"),
+                  "--trainer.callbacks+=StopWhenConverged", "--trainer.callbacks.tolerance=0.5",
+                  "--trainer.callbacks.window=3"))
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    step = int(last.split("converged at step ")[1].split()[0])
+    assert step % 10 != 0 and step < 50
+    rows = list(csv.DictReader(open(f"{last.split('logs: ')[1].split(';')[0]}/metrics.csv")))
+    assert max(int(r["step"]) for r in rows if r.get("loss/total")) == step

@@ -176,6 +176,9 @@ class StyleTransferCLI(CompatCLI):
             self.datamodule.check_inputs()  # a missing input is reported first, then an output that exists
         self.image_writer.check_output()
         check_memory(self.model, self.datamodule, self.trainer.strategy.root_device)
+        if self.trainer.logger is not None:  # TensorBoard's HPARAMS tab, the CSV logger's hparams.yaml
+            config = self.config[self.subcommand] if self.subcommand else self.config
+            self.trainer.logger.log_hyperparams(flat_hyperparameters(config.as_dict()))
 
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
@@ -202,6 +205,21 @@ class StyleTransferCLI(CompatCLI):
             return
         for path in (saver.checkpoint_path, saver.image_path):
             path.unlink(missing_ok=True)
+
+
+def flat_hyperparameters(config: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
+    """The run's config as ``{"model.losses.style.init_args.weight": 30.0, ...}``: numbers, strings and booleans as
+    they are, anything else (lists, None) as text, which every logger can show."""
+    flat: dict[str, int | float | str | bool] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            flat.update(flat_hyperparameters(value, f"{name}."))
+        elif isinstance(value, (bool, int, float, str)):
+            flat[name] = value
+        else:
+            flat[name] = str(value)
+    return flat
 
 
 def run_callbacks(user: list, bar: list, guards: list, quality: QualityReport, writer: ImageWriter) -> list:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 import warnings
 from collections.abc import Mapping, Sequence
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import lightning.pytorch as pl
 import torch
@@ -318,16 +318,37 @@ class StyleTransfer(pl.LightningModule):
         output = step_output(total, terms, self.image.shape[0])
         self.report.last_step = StepLosses(output["terms"])
         if self.logs_this_step():
-            values = {f"loss/{k}": v for k, v in self.report.last_step.sums().items()}
-            self.log_dict({**values, "loss/total": total.detach()}, batch_size=1)
-            self.report.logged_losses, self.report.logged_step = values, self.trainer.global_step + 1
+            self._keep_logged_losses(self.trainer.global_step + 1)
         return output
+
+    def _keep_logged_losses(self, step: int) -> dict[str, Tensor]:
+        """The losses of ``step`` for the progress bar and the callback metrics (on the device: no host sync)."""
+        values = {f"loss/{k}": v for k, v in self.report.last_step.sums().items()}
+        values["loss/total"] = torch.stack(list(values.values())).sum()
+        self.log_dict(values, batch_size=1, logger=False)  # the loggers get them in on_train_batch_end
+        self.report.logged_losses, self.report.logged_step = values, step
+        return values
+
+    def on_train_batch_end(self, outputs: Any, batch: Tensor, batch_idx: int) -> None:
+        """Write this step's losses to the loggers, at the step's own index (the one the quality metrics use):
+        on the logging steps, and on the step where the run stops (the stopping rule decided it in the callbacks'
+        ``on_train_batch_end``, which Lightning calls before this one)."""
+        step = self.trainer.global_step
+        if self.report.last_step is None or not self.loggers:
+            return
+        if self.report.logged_step != step:
+            if not self.trainer.should_stop:
+                return
+            self._keep_logged_losses(step)
+        numbers = {name: float(value) for name, value in self.report.logged_losses.items()}  # a host read, here only
+        for logger in self.loggers:
+            logger.log_metrics(numbers, step=step)
 
     def logs_this_step(self) -> bool:
         """Log on the first step, every ``trainer.log_every_n_steps`` steps, and on the last step.
 
         Nothing is turned into a Python number here (on a GPU, a host sync): the values stay on the
-        device for Lightning's logger, which writes on those same steps, and for ``LossProgressBar``,
+        device until ``on_train_batch_end`` writes them to the loggers, and for ``LossProgressBar``,
         which reads ``logged_losses`` once each time ``logged_step`` changes. Nothing is logged with
         ``prog_bar=True``, since Lightning converts such values on every step, logged again or not.
         """
