@@ -422,3 +422,21 @@ def test_a_missing_input_is_reported_before_an_output_that_exists(tmp_path, caps
     with pytest.raises(SystemExit):
         main(quiet_args(tmp_path))
     assert "exists; pass --overwrite true" in capsys.readouterr().err
+
+
+def test_a_config_is_bounded_before_it_is_loaded(tmp_path, capsys):
+    """A 'billion laughs' YAML (450 bytes, 10⁹ values through aliases) and a config of 2 MiB are refused at once,
+    naming the file, before any of it is expanded or parsed."""
+    laughs = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for level in "bcdefghi":
+        previous = chr(ord(level) - 1)
+        laughs.append(f"{level}: &{level} [*{previous},*{previous},*{previous},*{previous},*{previous},"
+                      f"*{previous},*{previous},*{previous},*{previous}]")
+    bomb = tmp_path / "bomb.yaml"
+    bomb.write_text("\n".join(laughs) + "\n")
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--config", str(bomb)), "bomb.yaml", "YAML aliases",
+                          tmp_path=tmp_path, code=2)
+    big = tmp_path / "big.yaml"
+    big.write_text("trainer:\n  max_steps: 1\n" + "#" * (2 << 20) + "\n")
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--config", str(big)), "big.yaml", "at most 1 MiB",
+                          tmp_path=tmp_path, code=2)

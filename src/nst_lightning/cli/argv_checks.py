@@ -28,18 +28,51 @@ class ConfigFileError(ConfigError):
     """A ``--config`` file that is not safe, valid YAML."""
 
 
+MAX_CONFIG_BYTES = 1 << 20  # a config is a page of settings; 1 MiB is far beyond any real one
+MAX_CONFIG_VALUES = 100_000  # values after expanding YAML aliases (a "billion laughs" file expands to 10⁹)
+
+
+def expanded_size(node: yaml.Node, seen: dict[int, int] | None = None) -> int:
+    """How many values ``node`` stands for once its aliases are expanded (shared nodes counted each time they
+    are used, computed once each)."""
+    seen = {} if seen is None else seen
+    if id(node) in seen:
+        return seen[id(node)]
+    seen[id(node)] = 1  # a cycle counts once
+    if isinstance(node, yaml.SequenceNode):
+        size = 1 + sum(expanded_size(child, seen) for child in node.value)
+    elif isinstance(node, yaml.MappingNode):
+        size = 1 + sum(expanded_size(k, seen) + expanded_size(v, seen) for k, v in node.value)
+    else:
+        size = 1
+    seen[id(node)] = size
+    return size
+
+
 def check_config_files(argv: list[str]) -> None:
-    """Each ``--config`` file is YAML that ``yaml.safe_load`` accepts; the error names the file.
+    """Each ``--config`` (and ``--sweep``) file is YAML that ``yaml.safe_load`` accepts, at most
+    :data:`MAX_CONFIG_BYTES` long and :data:`MAX_CONFIG_VALUES` values once its aliases are expanded; the
+    error names the file.
 
     jsonargparse safe-loads configs too (a ``!!python/object`` tag is refused), but its message does
-    not say which file; this check runs first so that it does.
+    not say which file, and a file of aliases that expands to billions of values would take minutes and
+    gigabytes before failing; this check runs first, on the YAML's nodes, without expanding anything.
     """
     for option, path in option_values(argv):
-        if option != "config":
+        if option not in ("config", "sweep"):
             continue
         if not os.path.isfile(path):
             continue  # jsonargparse reports it (or it is inline YAML)
+        size = os.path.getsize(path)
+        if size > MAX_CONFIG_BYTES:
+            raise ConfigFileError(f"--{option} {path!r} is {size / 2**20:.1f} MiB; a config is at most "
+                                  f"{MAX_CONFIG_BYTES >> 20} MiB of YAML")
         try:
+            with open(path, encoding="utf-8") as f:
+                node = yaml.compose(f, Loader=yaml.SafeLoader)
+            if node is not None and expanded_size(node) > MAX_CONFIG_VALUES:
+                raise ConfigFileError(f"--{option} {path!r} expands to more than {MAX_CONFIG_VALUES} values through "
+                                      "YAML aliases; write the values out, or use fewer aliases")
             with open(path, encoding="utf-8") as f:
                 config = yaml.safe_load(f)
         except (yaml.YAMLError, UnicodeDecodeError) as exc:
@@ -99,6 +132,7 @@ def resolve_configs(argv: list[str], options: tuple[str, ...] = ("config",), rew
             if not os.path.exists(value) and bundled_config(value) is not None:
                 value = str(bundled_config(value))
             if rewrite_inputs and option == "--config" and os.path.isfile(value):
+                check_config_files(["--config", value])  # bounded and safe before it is loaded here
                 try:
                     config = yaml.safe_load(Path(value).read_text(encoding="utf-8"))
                 except (OSError, yaml.YAMLError, UnicodeDecodeError):
