@@ -14,7 +14,7 @@ from nst_lightning.cli.fit import build_cli
 from nst_lightning.image.io import load_image
 from nst_lightning.model.style_transfer import PrecisionError, StyleTransfer, check_precision
 
-from .conftest import CONTENT, ROOT
+from .conftest import CONTENT, ROOT, STYLE
 from .helpers import SIZE, losses_of, read_png, tiny
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
 
@@ -252,3 +252,16 @@ def test_the_final_line_names_the_log_folder_and_the_checkpoint(tmp_path, capsys
     checkpoint = last.split("checkpoint: ")[1].strip()
     assert Path(logs).is_dir() and Path(checkpoint).is_file() and checkpoint.endswith(".ckpt")
     assert str(tmp_path) in logs
+
+
+def test_one_flag_style_for_fit_sweep_and_score(tmp_path, capsys):
+    """Underscores everywhere (as the config keys), and a boolean given alone means true: ``fit --overwrite``
+    as ``sweep --overwrite``; ``score`` takes ``--style_scale`` (the dashed spelling still works)."""
+    main(tiny(tmp_path, steps=1))
+    main([*tiny(tmp_path, steps=1), "--overwrite"])  # bare: replaces the output
+    assert (tmp_path / "out.png").is_file()
+    capsys.readouterr()
+    main(["score", str(tmp_path / "out.png"), "--content", str(CONTENT), "--style", str(STYLE), "--style_scale", "0.5"])
+    underscored = capsys.readouterr().out
+    main(["score", str(tmp_path / "out.png"), "--content", str(CONTENT), "--style", str(STYLE), "--style-scale", "0.5"])
+    assert capsys.readouterr().out == underscored and "style " in underscored

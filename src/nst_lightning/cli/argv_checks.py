@@ -152,3 +152,18 @@ def with_default_config(argv: list[str]) -> list[str]:
     if argv[:1] != ["fit"] or any(a == "--config" or a.startswith("--config=") for a in argv):
         return argv
     return ["fit", "--config", str(CONFIGS / "default.yaml"), *argv[1:]]
+
+
+BARE_FLAGS = ("--overwrite",)  # booleans that may be given alone, as in `sweep`: `--overwrite` is `--overwrite true`
+
+
+def bare_flags_as_true(argv: list[str]) -> list[str]:
+    """``fit``'s boolean options given alone (``--overwrite``) as ``--overwrite true``: one flag style for ``fit``,
+    ``sweep`` and ``score``."""
+    out: list[str] = []
+    for i, arg in enumerate(argv):
+        out.append(arg)
+        following = argv[i + 1] if i + 1 < len(argv) else None
+        if arg in BARE_FLAGS and (following is None or following.startswith("--")):
+            out.append("true")
+    return out

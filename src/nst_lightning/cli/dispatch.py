@@ -15,7 +15,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
-from nst_lightning.cli.argv_checks import check_config_files, resolve_configs, with_default_config
+from nst_lightning.cli.argv_checks import (
+    bare_flags_as_true,
+    check_config_files,
+    resolve_configs,
+    with_default_config,
+)
 from nst_lightning.cli.component_names import check_component_names
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.cli.messages import (
@@ -75,7 +80,9 @@ def main(args: list[str] | None = None) -> None:
         if argv[:1] == ["score"]:
             score_main(argv[1:])
             return
-        argv = resolve_configs(with_default_config(argv), ("config", "sweep"), rewrite_inputs=argv[:1] != ["sweep"])
+        if argv[:1] == ["fit"]:
+            argv = bare_flags_as_true(with_default_config(argv))
+        argv = resolve_configs(argv, ("config", "sweep"), rewrite_inputs=argv[:1] != ["sweep"])
         if argv[:1] == ["sweep"]:
             check_config_files(argv)
             plugins = load_plugins()

@@ -32,8 +32,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--content", required=True, help="the content image")
     parser.add_argument("--style", required=True, nargs="+", help="the style image(s)")
     parser.add_argument("--size", type=int, default=None, help="resize OUT to this long edge first (default: its own size)")
-    parser.add_argument("--style-scale", type=float, default=1.0, help="the styles' long edge relative to OUT's (the run's data.style_scale)")
-    parser.add_argument("--style-blend-weights", type=float, nargs="+", default=None, help="one weight per style image")
+    # Underscores, as fit's keys (--data.style_scale); the dashed spellings of earlier versions still work.
+    parser.add_argument("--style_scale", "--style-scale", dest="style_scale", type=float, default=1.0,
+                        help="the styles' long edge relative to OUT's (the run's data.style_scale)")
+    parser.add_argument("--style_blend_weights", "--style-blend-weights", dest="style_blend_weights", type=float,
+                        nargs="+", default=None, help="one weight per style image")
     parser.add_argument("--masks", nargs="+", default=[], help="one mask per style image: score each style within its region")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of one line")
     return parser
@@ -44,12 +47,12 @@ def score_main(argv: list[str]) -> None:
     if args.size is not None and args.size < 16:
         raise ScoreUsageError(f"score: --size must be at least 16 pixels, not {args.size}")
     if not args.style_scale > 0:
-        raise ScoreUsageError(f"score: --style-scale must be > 0, not {args.style_scale}")
+        raise ScoreUsageError(f"score: --style_scale must be > 0, not {args.style_scale}")
     if args.style_blend_weights is not None and (
         len(args.style_blend_weights) != len(args.style) or any(w < 0 for w in args.style_blend_weights)
         or sum(args.style_blend_weights) <= 0
     ):
-        raise ScoreUsageError("score: --style-blend-weights needs one weight >= 0 per style image, with a positive sum")
+        raise ScoreUsageError("score: --style_blend_weights needs one weight >= 0 per style image, with a positive sum")
     if args.masks and len(args.masks) != len(args.style):
         raise ScoreUsageError(f"score: {len(args.masks)} masks for {len(args.style)} style images; give one per style")
     row = score_file(args.output, args.content, args.style, args.size, args.style_blend_weights, args.style_scale, args.masks)

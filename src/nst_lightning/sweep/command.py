@@ -147,9 +147,18 @@ def parser() -> argparse.ArgumentParser:
                    help="most points per batched run (1: every point alone)")
     p.add_argument("--workers", type=int, help="local worker processes (default: one per GPU, else 1)")
     p.add_argument("--dry_run", action="store_true", help="plan and place the points without running them")
-    p.add_argument("--overwrite", action="store_true",
-                   help="let points replace files in the output directory that the sweep's manifest does not list")
+    p.add_argument("--overwrite", nargs="?", const=True, default=False, type=_boolean,
+                   help="let points replace files in the output directory that the sweep's manifest does not list "
+                        "(--overwrite, or --overwrite true|false as fit takes it)")
     return p
+
+
+def _boolean(text: str) -> bool:
+    if text.lower() in ("true", "yes", "1"):
+        return True
+    if text.lower() in ("false", "no", "0"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def sweep_main(argv: list[str], build: Callable[[list[str]], Any],
