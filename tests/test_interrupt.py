@@ -153,3 +153,23 @@ def test_a_multiscale_run_saved_at_a_coarse_scale_resumes_there_exactly(tmp_path
         resumed = read_png(tmp_path / f"resumed_{optimizer}.png")
         assert resumed.shape == (1, 3, 36, 48)
         assert torch.equal(resumed, read_png(tmp_path / f"uninterrupted_{optimizer}.png")), optimizer
+
+
+def test_a_checkpoint_restores_state_only_and_another_runs_is_refused(tmp_path, capsys):
+    """A checkpoint's hyper_parameters never change the command's config, and a checkpoint of another kind of
+    run (another optimizer) is a one-line error naming --ckpt_path and what differs."""
+    main(run_args(tmp_path, "ImageAdam", 2, "first.png", "--trainer.enable_checkpointing", "true"))
+    (ckpt,) = list(tmp_path.rglob("*.ckpt"))
+    saved = torch.load(ckpt, weights_only=True, map_location="cpu")
+    assert saved["nst_lightning_run"] == {"backbone": "VGG19", "optimizer": "ImageAdam", "images": 1}
+    saved["hyper_parameters"] = {"preserve_colour": True}  # a crafted checkpoint
+    crafted = tmp_path / "crafted.ckpt"
+    torch.save(saved, crafted)
+    main(run_args(tmp_path, "ImageAdam", 3, "second.png", "--ckpt_path", str(crafted)))
+    config = yaml.safe_load(Image.open(tmp_path / "second.png").text["nst-lightning:config"])
+    assert config["model"]["preserve_colour"] is False
+    with pytest.raises(SystemExit):
+        main(run_args(tmp_path, "ImageLBFGS", 3, "third.png", "--ckpt_path", str(crafted)))
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith("nst-lightning: error: --ckpt_path: the checkpoint was made by another kind of run")
+    assert "optimizer 'ImageAdam' (this run: 'ImageLBFGS')" in line

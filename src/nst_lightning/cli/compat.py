@@ -3,7 +3,8 @@ written against. When a dependency changes one of them, this module (and its tes
 is where it shows.
 
 - LightningCLI (lightning 2.6): three private methods are the only places to act at those moments of a run;
-  :class:`CompatCLI` overrides them and calls public hooks that ``StyleTransferCLI`` implements.
+  :class:`CompatCLI` overrides them and calls public hooks that ``StyleTransferCLI`` implements (and no longer
+  lets a checkpoint's ``hyper_parameters`` change the parsed config).
 - jsonargparse (4.53): when a class's ``__init__`` raises while jsonargparse builds a ``dict[str, Class]``
   entry, the entry's key is only known as the local variable ``k`` of jsonargparse's frame
   (:func:`dict_key_being_built`).
@@ -33,8 +34,10 @@ class CompatCLI(LightningCLI):
         """Called on every way out of the subcommand's run (success, error, interrupt)."""
 
     def _parse_ckpt_path(self) -> None:  # lightning 2.6: LightningCLI._parse_ckpt_path
+        # Lightning's version copies the checkpoint's ``hyper_parameters`` over the parsed config: a checkpoint
+        # could then change the run (another loss, preserve_colour) behind the command line's back. A checkpoint
+        # here restores state only (the image, the optimizer, the step counters); the config is the command's.
         self.check_before_checkpoint_is_read()
-        super()._parse_ckpt_path()
 
     def _set_seed(self) -> None:  # lightning 2.6: LightningCLI._set_seed
         try:

@@ -38,6 +38,13 @@ INIT_CHOICES = ("content", "noise", "style")
 CompileMode = Literal["off", "default", "reduce-overhead", "max-autotune"]
 
 
+RUN_KEY = "nst_lightning_run"  # a checkpoint's record of the run that made it
+
+
+class CheckpointMismatchError(ConfigError):
+    """``--ckpt_path`` names a checkpoint of another kind of run."""
+
+
 class PrecisionError(ConfigError):
     """The chosen precision cannot work with the chosen optimizer."""
 
@@ -226,15 +233,38 @@ class StyleTransfer(pl.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """A checkpoint holds the image and what resume needs, never the frozen backbone's weights (hundreds of
-        MB): a resumed run has them already, from the weights file its config names."""
+        MB): a resumed run has them already, from the weights file its config names. It also says which run
+        made it, so that resuming another run is a clear error, not a tensor-size or ``KeyError``."""
         state = checkpoint.get("state_dict", {})
         for key in [k for k in state if k.startswith("backbone.")]:
             del state[key]
+        checkpoint[RUN_KEY] = self.run_identity()
+
+    def run_identity(self) -> dict[str, str | int]:
+        """What a checkpoint must agree on to be resumed by this run: the backbone, the optimizer, the batch."""
+        factory = self.optimizer_factory if self.optimizer_factory is not None else DEFAULT_OPTIMIZER
+        if isinstance(factory, type):
+            optimizer = factory.__name__
+        else:
+            try:  # a callable from the config: the class it builds
+                optimizer = type(factory([torch.zeros(1, requires_grad=True)])).__name__
+            except Exception:  # noqa: BLE001 - it needs more than a tensor: not compared
+                optimizer = "unknown"
+        return {"backbone": type(self.backbone).__name__, "optimizer": optimizer, "images": self.num_images}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Before the state is loaded: the frozen backbone's weights are this run's own, from its checked weights
         file (an older checkpoint's copy is ignored), and the image takes the checkpoint's size (a multi-scale run interrupted at a coarse scale saved a
         smaller image than ``setup`` made; ``MultiScale`` then goes on from that scale)."""
+        saved_run = checkpoint.get(RUN_KEY)
+        if isinstance(saved_run, dict):
+            mine = self.run_identity()
+            differ = [f"{key} {saved_run.get(key)!r} (this run: {mine[key]!r})" for key in mine
+                      if saved_run.get(key) != mine[key]]
+            if differ:
+                raise CheckpointMismatchError(
+                    f"the checkpoint was made by another kind of run: {', '.join(differ)}; resume with the settings "
+                    "that made it, or start afresh without --ckpt_path", key="--ckpt_path")
         state = checkpoint.setdefault("state_dict", {})
         for key, value in self.state_dict().items():
             if key.startswith("backbone."):
