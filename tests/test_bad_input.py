@@ -124,6 +124,12 @@ BAD_CONFIG = {
         1,
     ),
     "output_not_png": (["--output", "out/out.jpg"], ["--output", ".png"], 1),
+    # Values that are infinite, negative or absurd: refused before the run, naming the key.
+    "infinite_blend_weight": (["--data.style_blend_weights", "[.inf]"], ["data.style_blend_weights", "finite"], 1),
+    "absurd_style_scale": (["--data.style_scale", "3000"], ["data.style_scale", "(0, 10]"], 1),
+    "negative_snapshot_every": (["--snapshot_every", "-1"], ["--snapshot_every", ">= 0"], 1),
+    "negative_score_every": (["--score_every", "-3"], ["--score_every", ">= 0"], 1),
+    "infinite_memory_budget": (["--model.tiling.memory_budget", "inf"], ["model.tiling.memory_budget"], 2),
 }
 
 

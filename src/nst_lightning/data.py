@@ -13,6 +13,10 @@ from nst_lightning.image.image_set import ImageSet
 from nst_lightning.image.io import check_image_file, load_image
 from nst_lightning.image.masks import load_mask
 
+# The style images' long edge relative to the output's: beyond 10× a style image is larger than any print
+# (and its targets would cost more memory than the run).
+MAX_STYLE_SCALE = 10.0
+
 
 class _Steps(Dataset):
     """``length`` empty items: the image being optimized is the model's parameter, not data."""
@@ -58,8 +62,8 @@ class StyleTransferData(pl.LightningDataModule):
             raise ConfigValueError("data.style: give at least one style image")
         if isinstance(size, bool) or not isinstance(size, int) or size < 16:
             raise ConfigValueError(f"data.size must be an integer of at least 16 pixels, not {size!r}")
-        if not style_scale > 0:
-            raise ConfigValueError(f"data.style_scale must be > 0, not {style_scale!r}")
+        if not 0 < style_scale <= MAX_STYLE_SCALE:
+            raise ConfigValueError(f"data.style_scale must be a number in (0, {MAX_STYLE_SCALE:g}], not {style_scale!r}")
         if style_colour not in STYLE_COLOUR_CHOICES:
             raise ConfigValueError(f"data.style_colour must be one of {', '.join(STYLE_COLOUR_CHOICES)}, not {style_colour!r}")
         masks = list(masks or [])
@@ -73,8 +77,9 @@ class StyleTransferData(pl.LightningDataModule):
             raise ConfigValueError(
                 f"data.style_blend_weights has {len(style_blend_weights)} values for {len(styles)} style images"
             )
-        if any(not w >= 0 for w in style_blend_weights) or sum(style_blend_weights) <= 0:
-            raise ConfigValueError("data.style_blend_weights must be >= 0 with a positive sum")
+        if any(not 0 <= w < float("inf") for w in style_blend_weights) or sum(style_blend_weights) <= 0:
+            raise ConfigValueError(f"data.style_blend_weights must be finite numbers >= 0 with a positive sum, "
+                                   f"not {list(style_blend_weights)}")
         self.content = content
         self.style = styles
         self.size = size

@@ -166,6 +166,11 @@ class StyleTransferCLI(CompatCLI):
     def before_fit(self) -> None:
         """The checks that need the built run, before anything large is allocated."""
         check_max_steps(self.trainer.max_steps)
+        config = self.config[self.subcommand] if self.subcommand else self.config
+        for key in ("snapshot_every", "score_every"):
+            value = config.get(key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigValueError(f"must be a whole number of steps >= 0 (0: never), not {value!r}", key=f"--{key}")
         if self.trainer.world_size > 1:
             raise ConfigError(
                 f"--trainer.devices gives {self.trainer.world_size} processes, but one style transfer optimizes one "

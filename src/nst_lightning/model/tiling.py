@@ -68,7 +68,7 @@ class Tiling:
             raise ConfigValueError(f"must be 'auto' or 'off', not {self.mode!r}", key="model.tiling.mode")
         if self.tile_size is not None and (isinstance(self.tile_size, bool) or self.tile_size < 1):
             raise ConfigValueError(f"must be a positive number of pixels, not {self.tile_size!r}", key="model.tiling.tile_size")
-        if self.memory_budget is not None and not self.memory_budget > 0:
+        if self.memory_budget is not None and not 0 < self.memory_budget < float("inf"):
             raise ConfigValueError(f"must be a positive number of GiB, not {self.memory_budget!r}", key="model.tiling.memory_budget")
         if self.lbfgs_history is not None and self.lbfgs_history < 1:
             raise ConfigValueError(f"must be at least 1, not {self.lbfgs_history!r}", key="model.tiling.lbfgs_history")
