@@ -59,11 +59,24 @@ def test_multiscale_reaches_the_loss_sooner_at_the_final_size():
 def test_multiscale_from_the_command_line(tmp_path):
     # The callback is named on the command line; the run's other callbacks (the NaN guard keeps a copy of
     # the image, the writer writes it) follow the image from 57 px to 80 px.
+    import logging
+
     from nst_lightning.cli import main
 
     from .helpers import read_png, tiny
 
-    main(tiny(tmp_path, "--trainer.callbacks+=MultiScale", "--trainer.callbacks.scales", "2",
-              "--trainer.callbacks.steps_per_scale", "10", "--snapshot_every", "10", steps=12))
+    said: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: said.append(record.getMessage())
+    logger = logging.getLogger("lightning.pytorch.utilities.rank_zero")
+    logger.addHandler(handler)
+    try:
+        main(tiny(tmp_path, "--trainer.callbacks+=MultiScale", "--trainer.callbacks.scales", "2",
+                  "--trainer.callbacks.steps_per_scale", "10", "--snapshot_every", "10", steps=12))
+    finally:
+        logger.removeHandler(handler)
+    # each scale is announced as it starts
+    assert [m for m in said if m.startswith("Scale ")] == ["Scale 1/2: 57x43 px from step 0",
+                                                           "Scale 2/2: 80x60 px from step 10"]
     assert read_png(tmp_path / "out.png").shape == (1, 3, 60, 80)
     assert read_png(tmp_path / "out_step00010.png").shape == (1, 3, 43, 57)

@@ -19,6 +19,7 @@ import math
 import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 
 from nst_lightning.errors import ConfigValueError
 
@@ -143,6 +144,7 @@ class MultiScale(pl.Callback):
         else:
             image = F.interpolate(pl_module.image.detach(), size=size, mode=self.mode, align_corners=False)
         pl_module.set_image_sets(sets)
+        rank_zero_info(f"Scale {k + 1}/{len(self.sizes)}: {size[1]}x{size[0]} px from step {trainer.global_step}")
         pl_module.image.data = image.clamp(0, 1).contiguous()
         pl_module.image.grad = None
         pl_module.compute_targets()
