@@ -446,3 +446,12 @@ def test_a_config_is_bounded_before_it_is_loaded(tmp_path, capsys):
     big.write_text("trainer:\n  max_steps: 1\n" + "#" * (2 << 20) + "\n")
     expect_one_line_error(capsys, quiet_args(tmp_path, "--config", str(big)), "big.yaml", "at most 1 MiB",
                           tmp_path=tmp_path, code=2)
+
+
+@pytest.mark.parametrize(("extra", "suggestion"), [
+    (["--data.sizee", "64"], "(did you mean --data.size?)"),
+    (["--model.losses.style.init_args.wieght", "3"], "(did you mean 'weight'?)"),
+])
+def test_a_misspelt_key_gets_a_did_you_mean(tmp_path, capsys, extra, suggestion):
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, *extra), suggestion, tmp_path=tmp_path, code=2)
+    assert line.count("did you mean") == 1

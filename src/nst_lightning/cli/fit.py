@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -75,6 +77,19 @@ class StyleTransferParser(LightningArgumentParser):
     code (a parser default would lend its init args to another class a config switches to). A dumped
     config therefore names them here, so that it shows, and re-runs, exactly what ran.
     """
+
+    def error(self, message: str, ex: Exception | None = None):
+        """jsonargparse's error, with a did-you-mean for a misspelt key (``--data.sizee`` → ``--data.size``)."""
+        unknown = re.search(r"[Uu]nrecognized arguments: --([\w.\-]+)", message)
+        if unknown and "did you mean" not in message:
+            try:
+                known = list(self.get_defaults().keys())
+            except Exception:  # noqa: BLE001 - the suggestion is a courtesy; the error stands without it
+                known = []
+            close = difflib.get_close_matches(unknown[1], known, n=1, cutoff=0.75)
+            if close:
+                message = f"{message.rstrip()} (did you mean --{close[0]}?)"
+        return super().error(message, ex)
 
     def dump(self, cfg: Namespace, *args: Any, **kwargs: Any) -> str:
         model = cfg.get("model") if isinstance(cfg, Namespace) else None

@@ -210,6 +210,12 @@ def failing_component(exc: BaseException, registry: Registry | None = None) -> t
 
 
 def describe(exc: BaseException, registry: Registry | None = None) -> str:
+    """The one-line message for ``exc`` (:func:`_describe`), with a did-you-mean for a misspelt init argument."""
+    message = _describe(exc, registry)
+    return message if "did you mean" in message else message + _closest_init_arg(message, registry)
+
+
+def _describe(exc: BaseException, registry: Registry | None = None) -> str:
     """The one-line message for ``exc``.
 
     Our own errors and value errors say what is wrong in their message; raised inside a component
@@ -234,6 +240,23 @@ def describe(exc: BaseException, registry: Registry | None = None) -> str:
     if isinstance(exc, (NstLightningError, ValueError)) and message:
         return one_line(message)
     return f"{type(exc).__name__}: {one_line(message)}" if message else type(exc).__name__
+
+
+def _closest_init_arg(message: str, registry: Registry | None) -> str:
+    """`` (did you mean 'weight'?)`` when jsonargparse refused an init argument that a component does not take
+    (``Option 'wieght' is not accepted``) and the component has one close to it; else nothing."""
+    found = re.search(r"(\w+): Option '(\w+)' is not accepted", message)
+    if found is None or registry is None:
+        return ""
+    cls = next((classes[found[1]] for classes in registry.classes.values() if found[1] in classes), None)
+    if cls is None:
+        return ""
+    import difflib
+    import inspect
+
+    names = [name for name in inspect.signature(cls.__init__).parameters if name not in ("self", "params")]
+    close = difflib.get_close_matches(found[2], names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def exit_code(exc: BaseException) -> int:
