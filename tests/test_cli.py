@@ -88,6 +88,10 @@ def test_help_lists_components(capsys):
     for name in ["VGG19", "VGG16", "ContentLoss", "GramStyleLoss", "TotalVariationLoss", "ImageLBFGS", "ImageAdam",
                  "--data.size", "--output"]:
         assert name in text, name
+    assert len(text.splitlines()) < 40 and "--help full" in text  # the options people use; the rest one flag away
+    with pytest.raises(SystemExit):
+        main(["fit", "--help", "full"])
+    assert "--trainer.gradient_clip_val" in capsys.readouterr().out
 
 
 def test_plugin_loss_usable_by_short_name_from_yaml(monkeypatch, tmp_path):

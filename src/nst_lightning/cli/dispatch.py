@@ -61,6 +61,40 @@ def ctrl_c_raises_interrupted() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
+FIT_OPTIONS = [
+    ("--config NAME|FILE", "a shipped config (default, single_scale, multiscale, large, masks, ...) or a YAML file; "
+                           "several stack"),
+    ("--data.content FILE", "the content image (a path or sample:NAME)"),
+    ("--data.style FILE|[FILES]", "the style image, or a list of them"),
+    ("--data.size PX", "the output's long edge"),
+    ("--data.style_scale X", "the style images' size relative to the output's"),
+    ("--output FILE.png", "where the image goes (never replaced without --overwrite)"),
+    ("--overwrite", "replace an existing output"),
+    ("--trainer.max_steps N", "the most optimizer steps"),
+    ("--trainer.accelerator gpu|cpu", "the device; --trainer.precision bf16-mixed for reduced precision"),
+    ("--model.losses.style.init_args.weight W", "the style weight (likewise content, tv)"),
+    ("--model.optimizer NAME", "ImageLBFGS (default), ImageAdam, or a torch.optim class path"),
+    ("--model.init content|noise|style|FILE", "where the image starts"),
+    ("--model.preserve_colour true", "keep the content's colours"),
+    ("--snapshot_every N", "also write a snapshot every N steps"),
+    ("--ckpt_path FILE", "resume an interrupted run (<output stem>_interrupted.ckpt)"),
+    ("--print_config", "print the full config of the run and exit"),
+]
+
+
+def short_fit_help(registry) -> str:
+    """``nst-lightning fit --help``: the options people use and the components by name; the full list of every
+    Trainer option is ``--help full``."""
+    lines = ["usage: nst-lightning fit [--config NAME|FILE] [--KEY VALUE ...]", "",
+             "Stylize an image. Every config key works as --key value; 'nst-lightning fit --help full' lists all",
+             "of them (Lightning's Trainer included). Reference: docs/usage.md.", "", "options:"]
+    lines += [f"  {flag:<42} {text}" for flag, text in FIT_OPTIONS]
+    lines += ["", "components (by short name; 'nst-lightning plugins' shows which plugin adds which):"]
+    for kind, plural in (("backbone", "backbones"), ("loss", "losses"), ("optimizer", "optimizers")):
+        lines.append(f"  {plural + ':':<12} {', '.join(registry.names(kind))}")
+    return "\n".join(lines)
+
+
 def main(args: list[str] | None = None) -> None:
     argv = list(sys.argv[1:] if args is None else args)
     debug = "--debug" in argv or bool(os.environ.get(DEBUG_ENV))
@@ -80,6 +114,11 @@ def main(args: list[str] | None = None) -> None:
         if argv[:1] == ["score"]:
             score_main(argv[1:])
             return
+        if argv[:1] == ["fit"] and argv[1:] in (["--help"], ["-h"]):
+            print(short_fit_help(load_plugins().registry))
+            raise SystemExit(0)
+        if argv[:1] == ["fit"] and argv[1:] == ["--help", "full"]:
+            argv = ["fit", "--help"]
         if argv[:1] == ["fit"]:
             argv = bare_flags_as_true(with_default_config(argv))
         argv = resolve_configs(argv, ("config", "sweep"), rewrite_inputs=argv[:1] != ["sweep"])
