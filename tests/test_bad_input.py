@@ -455,3 +455,16 @@ def test_a_config_is_bounded_before_it_is_loaded(tmp_path, capsys):
 def test_a_misspelt_key_gets_a_did_you_mean(tmp_path, capsys, extra, suggestion):
     line = expect_one_line_error(capsys, quiet_args(tmp_path, *extra), suggestion, tmp_path=tmp_path, code=2)
     assert line.count("did you mean") == 1
+
+
+def test_an_output_name_too_long_for_the_files_beside_it_is_refused_before_the_run(tmp_path, capsys):
+    """A 236-byte --output passes the filesystem's 255, but the snapshot, interrupt, lock and temporary names
+    built from it do not: refused at start, naming --output and the name that would fit."""
+    name = "x" * 232 + ".png"  # 236 bytes
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, "--output", str(tmp_path / "out" / name),
+                                                    "--snapshot_every", "1"),
+                                 "--output", "this filesystem allows 255", "give a name of at most",
+                                 tmp_path=tmp_path, code=1)
+    fits = int(line.split("give a name of at most ")[1].split()[0])
+    main(quiet_args(tmp_path, "--output", str(tmp_path / "out" / ("y" * (fits - 4) + ".png")), "--snapshot_every", "1"))
+    assert (tmp_path / "out" / ("y" * (fits - 4) + ".png")).is_file()

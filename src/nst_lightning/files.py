@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from nst_lightning.errors import NstLightningError
+from nst_lightning.errors import ConfigValueError, NstLightningError
 
 
 def _umask() -> int:
@@ -99,3 +99,35 @@ def check_writable_directory(directory: Path, option: str = "--output") -> None:
         raise OutputNotWritableError(
             f"{option} directory {str(directory)!r} is not writable ({exc.strerror or exc})"
         ) from None
+
+
+# What a run may write beside ``--output`` (``<stem><suffix>``), with the widest step number of a snapshot, and
+# the temporary name ``atomic_path`` writes each of them under first (``.<name>.XXXXXXXX.tmp``).
+DERIVED_SUFFIXES = ("_interrupted.ckpt", "_interrupted.png", "_last_good.png", "_step999999999.png", "_pid9999999.png")
+TEMPORARY_EXTRA = len(".") + len(".XXXXXXXX.tmp")
+
+
+def longest_derived_name(output: Path) -> str:
+    """The longest file name a run writing ``output`` may create in its folder (a lock, a temporary file, a
+    snapshot, the interrupt's and the NaN guard's files)."""
+    names = [output.name, *(f"{output.stem}{suffix}" for suffix in DERIVED_SUFFIXES)]
+    candidates = [*names, f".{output.name}.lock", *(f".{name}.XXXXXXXX.tmp" for name in names)]
+    return max(candidates, key=lambda name: len(name.encode()))
+
+
+def check_name_lengths(output: Path, option: str = "--output") -> None:
+    """Every name derived from ``output`` fits the filesystem's limit on a file name, checked before the run: a
+    name that is too long would otherwise fail at the first snapshot or at Ctrl-C, naming an internal file."""
+    try:
+        limit = os.pathconf(output.parent if output.parent.is_dir() else ".", "PC_NAME_MAX")
+    except (OSError, ValueError):
+        limit = 255
+    longest = longest_derived_name(output)
+    if len(longest.encode()) > limit:
+        spare = len(longest.encode()) - len(output.name.encode())
+        raise ConfigValueError(
+            f"{str(output)!r}: the run writes files beside it whose names add up to {spare} bytes to its "
+            f"{len(output.name.encode())} (the longest: {longest[:40]}…, {len(longest.encode())} bytes), and this "
+            f"filesystem allows {limit}; give a name of at most {limit - spare} bytes",
+            key=option,
+        )

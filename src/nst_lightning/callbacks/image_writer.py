@@ -16,7 +16,7 @@ import lightning.pytorch as pl
 
 from nst_lightning.claims import OutputClaim
 from nst_lightning.errors import ConfigValueError, NstLightningError
-from nst_lightning.files import beside, check_writable_directory
+from nst_lightning.files import beside, check_name_lengths, check_writable_directory
 from nst_lightning.image.io import png_metadata, save_png
 from nst_lightning.model.style_transfer import report_of
 
@@ -80,6 +80,7 @@ class ImageWriter(pl.Callback):
             raise OutputExistsError(f"--output {str(self.output)!r} is a directory")
         if self.output.exists() and not self.overwrite:
             raise OutputExistsError(f"--output {str(self.output)!r} exists; pass --overwrite true to replace it")
+        check_name_lengths(self.output)  # the lock, temporary, snapshot and interrupt names, before the run
         check_writable_directory(self.output.parent)
         self.claim.check()
 
