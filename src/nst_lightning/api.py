@@ -63,16 +63,23 @@ class Result:
 
 
 class _LossHistory(pl.Callback):
-    """Each step's losses, as the step returned them (read back from the device once per step)."""
+    """Each step's losses, as the step returned them: kept on the device during the run (no host sync per
+    step) and read back once, at the end (:meth:`rows`)."""
 
     def __init__(self) -> None:
-        self.rows: list[dict[str, float]] = []
+        self.steps: list[dict[str, Tensor]] = []
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         losses = step_losses(outputs)
         if losses is not None:
-            row = {name: float(value) for name, value in losses.sums().items()}
-            self.rows.append({**row, "total": sum(row.values())})
+            self.steps.append(losses.sums())
+
+    def rows(self) -> list[dict[str, float]]:
+        if not self.steps:
+            return []
+        names = list(self.steps[0])
+        values = torch.stack([torch.stack([step[n] for n in names]) for step in self.steps]).double().cpu().tolist()
+        return [{**dict(zip(names, row)), "total": sum(row)} for row in values]
 
 
 def _as_file(image: ImageLike, folder: Path, name: str) -> str:
@@ -143,7 +150,7 @@ def stylize(
             cli.image_writer.release()
         report = cli.model.report
         return Result(to_pil(cli.model.output_image()), dict(report.quality[0]) if report.quality else {},
-                      report.stop_reason, history.rows, cli.image_writer.config or "")
+                      report.stop_reason, history.rows(), cli.image_writer.config or "")
     finally:
         shutil.rmtree(folder, ignore_errors=True)
 

@@ -153,15 +153,21 @@ class StyleTransfer(pl.LightningModule):
 
     # -- the run plan -----------------------------------------------------------------------
 
-    def optimizer_traits(self) -> OptimizerTraits:
-        """The traits of the optimizer this run builds (its class's declaration; see ``optimizer_traits``)."""
+    def optimizer_probe(self) -> type | torch.optim.Optimizer | None:
+        """What this run's optimizer is, before the image exists: its class, or (a callable from the config) the
+        optimizer it builds on a one-element tensor; None when it needs more than a tensor."""
         factory = self.optimizer_factory if self.optimizer_factory is not None else DEFAULT_OPTIMIZER
         if isinstance(factory, type):
-            return optimizer_traits(factory)
-        try:  # a callable from the config: build it on a one-element tensor to see what it makes
-            return optimizer_traits(factory([torch.zeros(1, requires_grad=True)]))
-        except Exception:  # noqa: BLE001 - it needs more than a tensor: unknown, so never batched
-            return optimizer_traits(object)
+            return factory
+        try:
+            return factory([torch.zeros(1, requires_grad=True)])
+        except Exception:  # noqa: BLE001 - unknown: never batched, not compared on resume
+            return None
+
+    def optimizer_traits(self) -> OptimizerTraits:
+        """The traits of the optimizer this run builds (its class's declaration; see ``optimizer_traits``)."""
+        probe = self.optimizer_probe()
+        return optimizer_traits(probe if probe is not None else object)
 
     def make_plan(self, styles: int, style_scale: float, device: torch.device | str, available: int | None = None,
                   contents: int = 1) -> RunPlan:
@@ -242,14 +248,8 @@ class StyleTransfer(pl.LightningModule):
 
     def run_identity(self) -> dict[str, str | int]:
         """What a checkpoint must agree on to be resumed by this run: the backbone, the optimizer, the batch."""
-        factory = self.optimizer_factory if self.optimizer_factory is not None else DEFAULT_OPTIMIZER
-        if isinstance(factory, type):
-            optimizer = factory.__name__
-        else:
-            try:  # a callable from the config: the class it builds
-                optimizer = type(factory([torch.zeros(1, requires_grad=True)])).__name__
-            except Exception:  # noqa: BLE001 - it needs more than a tensor: not compared
-                optimizer = "unknown"
+        probe = self.optimizer_probe()
+        optimizer = "unknown" if probe is None else (probe if isinstance(probe, type) else type(probe)).__name__
         return {"backbone": type(self.backbone).__name__, "optimizer": optimizer, "images": self.num_images}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
