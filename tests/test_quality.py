@@ -18,11 +18,13 @@ from nst_lightning.quality.distances import (
     content_distance_from,
     content_distance_of,
     features,
+    geometric_mean,
     gram,
     image_statistics,
     relative,
     scoring_plan,
     style_distance_of,
+    style_layer_distances,
 )
 from nst_lightning.quality.metrics import SSIM, ContentDistance, StyleDistance, ssim_by_tiles
 from nst_lightning.quality.scoring import load_bicubic, score_file, score_tensor
@@ -59,6 +61,12 @@ def test_style_and_content_distance_by_hand():
     assert style_distance_of(doubled, target).item() == pytest.approx(9.0, rel=1e-5)
     assert content_distance_of(doubled, feats).item() == pytest.approx(1.0, rel=1e-5)  # ‖2F − F‖² / ‖F‖²
     assert style_distance_of(feats, target).item() == pytest.approx(0.0, abs=1e-7)
+    # each layer's own distance, and their geometric mean: Grams × k² give (k² − 1)² = 1, 4, 16, 64, 256
+    scaled = {name: (2**i + 1) ** 0.5 * feats[name] for i, name in enumerate(STYLE_LAYERS)}
+    grams = {name: gram(scaled[name]) for name in STYLE_LAYERS}
+    assert style_layer_distances(grams, target)[0].tolist() == pytest.approx([1, 4, 16, 64, 256], rel=1e-4)
+    assert style_distance_of(scaled, target).item() == pytest.approx(16.0, rel=1e-4)  # (1·4·16·64·256)^(1/5)
+    assert geometric_mean(torch.tensor([[1.0, 4, 16, 64, 256], [2.0, 2, 2, 2, 2]])).tolist() == pytest.approx([16, 2])
     # a blend of two styles' Grams, normalized weights
     other = {name: 3 * t for name, t in target.items()}
     mixed = blend([target, other], [1, 3])
@@ -108,7 +116,16 @@ def test_masked_style_distance_is_per_region():
     d1, d2 = StyleDistance(), StyleDistance()
     d1.update(image, s1)
     d2.update(image, s2)
-    assert masked.compute().item() == pytest.approx((d1.compute().item() + d2.compute().item()) / 2, rel=1e-4)
+    # with masks, each layer's distance is the mean of the regions' values; the aggregate their geometric mean
+    layers = []
+    for layer in STYLE_LAYERS:
+        m1, m2 = StyleDistance(layer=layer), StyleDistance(layer=layer)
+        m1.update(image, s1)
+        m2.update(image, s2)
+        layers.append((m1.compute().item() + m2.compute().item()) / 2)
+    expected = float(torch.tensor(layers).log().mean().exp())
+    assert masked.compute().item() == pytest.approx(expected, rel=1e-4)
+    assert min(d1.compute().item(), d2.compute().item()) < expected < max(d1.compute().item(), d2.compute().item())
     plain.update(image, [s1, s1], weights=[1, 1])  # a blend of one style with itself is that style
     assert plain.compute().item() == pytest.approx(d1.compute().item(), rel=1e-5)
 
@@ -167,9 +184,28 @@ def test_score_command_prints_one_line_or_json(tmp_path, capsys):
     main(["score", str(CONTENT), "--content", str(CONTENT), "--style", str(STYLE), "--size", "64"])
     line = capsys.readouterr().out.strip()
     assert line.startswith(f"{CONTENT} (64x48): style ") and "content 0" in line and "SSIM 1.000" in line
+    assert " (relu1_1 … relu5_1: " in line  # each layer's distance beside the aggregate
     main(["score", str(STYLE), "--content", str(CONTENT), "--style", str(STYLE), "--size", "48", "--json"])
     row = json.loads(capsys.readouterr().out)
     assert row["style_distance"] < 1e-3 and set(row) >= {"style_distance", "content_distance", "ssim", "width", "height"}
+
+
+def test_score_reports_each_layer_and_their_geometric_mean():
+    row = score_file(CONTENT, CONTENT, [STYLE], size=64)
+    layers = [row[f"style_{name}"] for name in STYLE_LAYERS]
+    # each layer's value is the metric's for that layer, computed independently on the same resized images
+    output = load_bicubic(CONTENT, "output", long_edge=64)
+    style = load_bicubic(STYLE, "style", long_edge=64)
+    for name, value in zip(STYLE_LAYERS, layers):
+        metric = StyleDistance(layer=name)
+        metric.update(output, style)
+        assert value == pytest.approx(metric.compute().item(), rel=1e-4)
+    product = 1.0
+    for value in layers:
+        product *= value
+    assert row["style_distance"] == pytest.approx(product ** (1 / 5), rel=1e-5)
+    assert row["style_distance_mean"] == pytest.approx(sum(layers) / 5, rel=1e-5)
+    assert row["style_distance"] < row["style_distance_mean"]  # unequal layers: geometric < arithmetic
 
 
 @pytest.mark.parametrize(
@@ -229,7 +265,11 @@ def test_fit_reports_quality_in_the_final_line_the_png_and_the_logger(tmp_path, 
     assert float(text["nst-lightning:style_distance"]) > 0 and float(text["nst-lightning:content_distance"]) > 0
     row = score_file(out, CONTENT, [STYLE])  # the metadata is what `score` says about the file
     assert float(text["nst-lightning:style_distance"]) == pytest.approx(row["style_distance"], rel=1e-4)
+    for name in STYLE_LAYERS:  # each layer's distance in the PNG, the logs and the final line
+        assert float(text[f"nst-lightning:style_{name}"]) == pytest.approx(row[f"style_{name}"], rel=1e-4)
+    assert f"(relu1_1 … relu5_1: {row['style_relu1_1']:.3g} " in last
     metrics = (next(Path(tmp_path).rglob("metrics.csv"))).read_text()
     assert "metric/style_distance" in metrics and "metric/content_distance" in metrics and "metric/ssim" in metrics
+    assert all(f"metric/style/{name}" in metrics for name in STYLE_LAYERS) and "metric/style_distance_mean" in metrics
     rows = [r for r in csv.DictReader(metrics.splitlines()) if r.get("metric/style_distance")]
     assert len(rows) >= 2  # every 3 steps, and at the end

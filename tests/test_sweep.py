@@ -230,7 +230,8 @@ def test_sweep_records_a_failing_point_finishes_the_others_and_resumes(tmp_path,
     assert all(p["batch_size"] == 2 and set(p["losses"]) == {"loss/content", "loss/style", "loss/tv", "loss/total"}
                for p in done)
     # each point's quality, per image of the batch, in the manifest and in its PNG's metadata
-    assert all(set(p["quality"]) >= {"style_distance", "content_distance", "ssim"} for p in done)
+    keys = {"style_distance", "style_distance_mean", "style_relu1_1", "style_relu5_1", "content_distance", "ssim"}
+    assert all(set(p["quality"]) >= keys for p in done)
     assert done[0]["quality"]["style_distance"] != done[1]["quality"]["style_distance"]
     for p in done:
         with Image.open(p["output"]) as png:

@@ -2,7 +2,8 @@
 
 ``QualityReport`` scores the final image(s) against the run's own image files (content, styles with their
 blend weights and ``style_scale``, masks), exactly as ``nst-lightning score`` would score the PNG. It logs
-``metric/style_distance``, ``metric/content_distance`` and ``metric/ssim`` through the trainer's logger
+``metric/style_distance`` (the geometric mean of the layers), ``metric/style_distance_mean``,
+``metric/style/relu1_1`` … ``metric/style/relu5_1``, ``metric/content_distance`` and ``metric/ssim`` through the trainer's logger
 (and, with ``every_n_steps``, during the run), hands the numbers to the ``ImageWriter`` for the PNG's
 text metadata, and logs the final image (and the images at ``image_every`` steps) through the logger:
 TensorBoard's image tab with ``TensorBoardLogger``, ``log_image`` for loggers that have it.
@@ -20,13 +21,22 @@ from nst_lightning.data import BatchedData, StyleTransferData
 from nst_lightning.errors import NstLightningError
 from nst_lightning.image.io import to_pil
 from nst_lightning.model.style_transfer import report_of
-from nst_lightning.quality.scoring import format_score, score_tensor
+from nst_lightning.quality.distances import STYLE_LAYERS
+from nst_lightning.quality.scoring import format_score, layer_key, score_tensor
 
-METRIC_KEYS = {"style_distance": "metric/style_distance", "content_distance": "metric/content_distance", "ssim": "metric/ssim"}
+# A score's keys and the logger's names for them.
+METRIC_KEYS = {
+    "style_distance": "metric/style_distance",
+    "style_distance_mean": "metric/style_distance_mean",
+    **{layer_key(name): f"metric/style/{name}" for name in STYLE_LAYERS},
+    "content_distance": "metric/content_distance",
+    "ssim": "metric/ssim",
+}
 
 
 def quality_metadata(row: dict[str, Any]) -> dict[str, str]:
-    """PNG text chunks for one image's score: ``nst-lightning:style_distance`` and so on."""
+    """PNG text chunks for one image's score: ``nst-lightning:style_distance``, ``nst-lightning:style_relu1_1``
+    and so on."""
     return {f"nst-lightning:{k}": f"{row[k]:.6g}" for k in METRIC_KEYS if k in row}
 
 

@@ -1,8 +1,13 @@
 """The two relative distances, defined on the caffe VGG19 in float32 (lower is better on both).
 
-- style distance: the mean over relu1_1 … relu5_1 of ``‖G(out) − G(style)‖² / ‖G(style)‖²``, with ``G`` the
-  Gram matrix divided by C·H·W; with several style images ``G(style)`` is the blend of their Grams, and with
-  masks it is computed per region (the output's Gram over the region's positions);
+- style distance, per layer: at each of relu1_1 … relu5_1, ``‖G(out) − G(style)‖² / ‖G(style)‖²``, with
+  ``G`` the Gram matrix divided by C·H·W; with several style images ``G(style)`` is the blend of their Grams,
+  and with masks it is computed per region (the output's Gram over the region's positions) and the regions'
+  values are averaged;
+- style distance: the **geometric** mean of the five per-layer distances. The layers' scales differ by two
+  orders of magnitude (relu5_1's error is typically 50× relu1_1's), so an arithmetic mean is decided by
+  relu5_1 alone; the geometric mean weighs a halving on any layer the same. The arithmetic mean is kept as
+  ``style_distance_mean`` (the aggregate of earlier versions, for continuity);
 - content distance: ``‖F(out) − F(content)‖² / ‖F(content)‖²`` at relu4_2.
 
 They are ratios, so they do not depend on the image's size or on the loss weights of the run, and the
@@ -137,9 +142,19 @@ def image_statistics(
     return ImageStatistics(grams, masked_grams, error, norm)
 
 
+def style_layer_distances(grams: dict[str, Tensor], target: dict[str, Tensor]) -> Tensor:
+    """The per-layer style distances (N×5, in ``STYLE_LAYERS`` order) of an image's Grams to the target Grams."""
+    return torch.stack([relative(grams[name], target[name]) for name in STYLE_LAYERS], 1)
+
+
+def geometric_mean(layers: Tensor) -> Tensor:
+    """The style distance (N,) from per-layer distances (N×L): their geometric mean (a zero layer counts as 1e-12)."""
+    return layers.double().clamp_min(1e-12).log().mean(1).exp().to(layers.dtype)
+
+
 def style_distance_from_grams(grams: dict[str, Tensor], target: dict[str, Tensor]) -> Tensor:
-    """The style distance (N,) of an image's Grams to the target Grams: the mean over the style layers."""
-    return torch.stack([relative(grams[name], target[name]) for name in STYLE_LAYERS]).mean(0)
+    """The style distance (N,) of an image's Grams to the target Grams: the geometric mean over the style layers."""
+    return geometric_mean(style_layer_distances(grams, target))
 
 
 def content_distance_from(statistics: ImageStatistics) -> Tensor:
@@ -167,7 +182,7 @@ def blend(targets: Sequence[dict[str, Tensor]], weights: Sequence[float] | None 
 
 def style_distance_of(out: dict[str, Tensor], target: dict[str, Tensor], mask: Tensor | None = None) -> Tensor:
     """The style distance (N,) of output features ``out`` to the Grams ``target`` (within ``mask``, if given)."""
-    return torch.stack([relative(gram(out[name], mask), target[name]) for name in STYLE_LAYERS]).mean(0)
+    return style_distance_from_grams({name: gram(out[name], mask) for name in STYLE_LAYERS}, target)
 
 
 def content_distance_of(out: dict[str, Tensor], content: dict[str, Tensor]) -> Tensor:

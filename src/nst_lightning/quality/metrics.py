@@ -18,10 +18,12 @@ from torchmetrics.image import StructuralSimilarityIndexMeasure
 
 from nst_lightning.model.tiling import axis_tiles
 from nst_lightning.quality.distances import (
+    STYLE_LAYERS,
     blend,
     content_distance_from,
+    geometric_mean,
     image_statistics,
-    style_distance_from_grams,
+    style_layer_distances,
     style_targets,
 )
 
@@ -69,13 +71,20 @@ class _MeanDistance(Metric):
 
 
 class StyleDistance(_MeanDistance):
-    """Mean over the style layers of ``‖G(out) − G(style)‖² / ‖G(style)‖²`` (see :mod:`.distances`).
+    """The style distance (see :mod:`.distances`): the geometric mean over relu1_1 … relu5_1 of
+    ``‖G(out) − G(style)‖² / ‖G(style)‖²``, or with ``layer="relu3_1"`` (say) that one layer's value.
 
     ``update(preds, styles, weights=None, masks=None)``: ``preds`` N×3×H×W in [0, 1]; ``styles`` one
     1×3×h×w image or a list of them (already at the size to compare at: the output's long edge times the
     run's ``style_scale``); ``weights`` their blend weights; ``masks`` one 1×1×H×W mask per style (then
-    each style is compared within its region and the regions' distances are averaged).
+    each style is compared within its region and each layer's distance is the mean over the regions).
     """
+
+    def __init__(self, layer: str | None = None, **kwargs) -> None:
+        super().__init__(**kwargs)
+        if layer is not None and layer not in STYLE_LAYERS:
+            raise ValueError(f"layer {layer!r} is not one of {', '.join(STYLE_LAYERS)}")
+        self.layer = layer
 
     def update(
         self,
@@ -89,10 +98,10 @@ class StyleDistance(_MeanDistance):
             raise ValueError(f"{len(masks)} masks for {len(styles)} style images")
         out, targets = image_statistics(preds, masks or ()), style_targets(styles)
         if masks:
-            per_region = [style_distance_from_grams(g, t) for g, t in zip(out.masked_grams, targets)]
-            self._add(torch.stack(per_region).mean(0))
+            layers = torch.stack([style_layer_distances(g, t) for g, t in zip(out.masked_grams, targets)]).mean(0)
         else:
-            self._add(style_distance_from_grams(out.grams, blend(targets, weights)))
+            layers = style_layer_distances(out.grams, blend(targets, weights))
+        self._add(geometric_mean(layers) if self.layer is None else layers[:, STYLE_LAYERS.index(self.layer)])
 
 
 class ContentDistance(_MeanDistance):

@@ -20,10 +20,12 @@ from torchvision.transforms.functional import pil_to_tensor
 from nst_lightning.image.io import MIN_EDGE, ImageError, open_rgb
 from nst_lightning.image.masks import load_mask
 from nst_lightning.quality.distances import (
+    STYLE_LAYERS,
     blend,
     content_distance_from,
+    geometric_mean,
     image_statistics,
-    style_distance_from_grams,
+    style_layer_distances,
     style_targets,
 )
 from nst_lightning.quality.metrics import ssim_by_tiles
@@ -66,7 +68,9 @@ def score_tensor(
     masks: Sequence[Path_] = (),
 ) -> list[dict[str, float]]:
     """Score each image of an N×3×H×W output (in [0, 1]) against the files: one dict per image with
-    ``style_distance``, ``content_distance`` and ``ssim`` (and ``style_distance_regions`` with masks)."""
+    ``style_distance`` (the geometric mean of the per-layer distances), ``style_distance_mean`` (their
+    arithmetic mean), ``style_relu1_1`` … ``style_relu5_1`` (each layer's), ``content_distance`` and ``ssim``
+    (and with masks ``style_distance_regions``, each region's style distance)."""
     output = quantize(output).cpu()
     h, w = output.shape[-2:]
     content_image = load_bicubic(content, "content image", size=(w, h))
@@ -75,20 +79,32 @@ def score_tensor(
     mask_images = [load_mask(m, (h, w)) for m in masks]
     out = image_statistics(output, mask_images, content_image)
     targets = style_targets(style_images)
-    scores: dict[str, Tensor] = {}
-    if masks:
-        regions = torch.stack([style_distance_from_grams(g, t) for g, t in zip(out.masked_grams, targets)], 1)
-        scores["style_distance"] = regions.mean(1)
+    regions = None
+    if masks:  # N×R×L: each region's per-layer distances; a layer's distance is the mean over the regions
+        regions = torch.stack([style_layer_distances(g, t) for g, t in zip(out.masked_grams, targets)], 1)
+        layers = regions.mean(1)
     else:
-        regions = None
-        scores["style_distance"] = style_distance_from_grams(out.grams, blend(targets, style_weights))
-    scores["content_distance"] = content_distance_from(out)
-    scores["ssim"] = ssim_by_tiles(output, content_image)
+        layers = style_layer_distances(out.grams, blend(targets, style_weights))
+    scores: dict[str, Tensor] = {
+        "style_distance": geometric_mean(layers),
+        "style_distance_mean": layers.mean(1),
+        **{layer_key(name): layers[:, i] for i, name in enumerate(STYLE_LAYERS)},
+        "content_distance": content_distance_from(out),
+        "ssim": ssim_by_tiles(output, content_image),
+    }
     rows = [{k: float(v[i]) for k, v in scores.items()} for i in range(output.shape[0])]
     if regions is not None:
         for i, row in enumerate(rows):
-            row["style_distance_regions"] = [float(x) for x in regions[i]]
+            row["style_distance_regions"] = [float(x) for x in geometric_mean(regions[i])]
     return rows
+
+
+def layer_key(layer: str) -> str:
+    """The key of one layer's style distance in a score: ``style_relu1_1``."""
+    return f"style_{layer}"
+
+
+LAYER_KEYS = tuple(layer_key(name) for name in STYLE_LAYERS)
 
 
 def score_file(
@@ -107,5 +123,8 @@ def score_file(
 
 
 def format_score(row: dict[str, float]) -> str:
-    """``style 0.0438  content 0.501  SSIM 0.612``."""
-    return f"style {row['style_distance']:.4g}  content {row['content_distance']:.4g}  SSIM {row['ssim']:.3f}"
+    """``style 0.0196 (relu1_1 … relu5_1: 0.0025 0.0075 0.0188 0.0646 0.127)  content 0.501  SSIM 0.612``."""
+    text = f"style {row['style_distance']:.4g}"
+    if all(k in row for k in LAYER_KEYS):
+        text += f" (relu1_1 … relu5_1: {' '.join(f'{row[k]:.3g}' for k in LAYER_KEYS)})"
+    return f"{text}  content {row['content_distance']:.4g}  SSIM {row['ssim']:.3f}"

@@ -1,5 +1,5 @@
-"""The contact sheet of a sweep: every point's image in a grid, labelled with the parameters that vary
-and its style and content distances."""
+"""The contact sheet of a sweep: every point's image in a grid, labelled with the parameters that vary,
+its style and content distances and its per-layer style distances (relu1_1 … relu5_1)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from typing import Any
 from PIL import Image, ImageDraw, ImageFont
 
 from nst_lightning.files import atomic_write
+from nst_lightning.quality.scoring import LAYER_KEYS
 from nst_lightning.sweep.naming import format_value, short_labels
 from nst_lightning.sweep.spec import Sweep
 
@@ -65,7 +66,7 @@ def write_contact_sheet(sweep: Sweep, records: dict[str, dict[str, Any]]) -> Pat
     columns = math.ceil(math.sqrt(len(shown)))
     rows = math.ceil(len(shown) / columns)
     cell_w = max(width, 120) + PAD
-    cell_h = height + PAD + LINE * (max(1, len(sweep.varying)) + 2)
+    cell_h = height + PAD + LINE * (max(1, len(sweep.varying)) + 3)
     sheet = Image.new("RGB", (columns * cell_w + PAD, rows * cell_h + PAD), BACKGROUND)
     draw = ImageDraw.Draw(sheet)
     font = ImageFont.load_default()
@@ -81,6 +82,8 @@ def write_contact_sheet(sweep: Sweep, records: dict[str, dict[str, Any]]) -> Pat
         elif record.get("quality"):  # the distances, so that the sheet can be read (and the manifest sorted) by quality
             q = record["quality"]
             text.append(f"style {q['style_distance']:.3g} content {q['content_distance']:.3g}")
+            if all(k in q for k in LAYER_KEYS):
+                text.append("layers " + " ".join(f"{q[k]:.2g}" for k in LAYER_KEYS))
         for j, line in enumerate(text):
             draw.text((x, y + height + 2 + j * LINE), line, fill=TEXT, font=font)
     path = sweep.output_dir / CONTACT_SHEET
