@@ -13,7 +13,7 @@ import torch
 from nst_lightning.callbacks.interrupt import RunInterrupted
 from nst_lightning.sweep.contact_sheet import write_contact_sheet
 from nst_lightning.sweep.local import run_local
-from nst_lightning.sweep.manifest import is_finished, read_manifest, write_manifest
+from nst_lightning.sweep.manifest import ManifestWriter, is_finished, read_manifest
 from nst_lightning.sweep.naming import name_points, output_path
 from nst_lightning.sweep.planning import plan_batches
 from nst_lightning.sweep.ray_tune import run_ray
@@ -57,12 +57,11 @@ def build_sweep(
 class Progress:
     """Keeps the manifest current and prints a line per finished point: ``[3/4] name done in 12.0 s``."""
 
-    def __init__(self, sweep: Sweep, records: dict[str, Record], total: int, skipped: int) -> None:
-        self.sweep, self.records, self.total, self.count = sweep, records, total, skipped
+    def __init__(self, manifest: ManifestWriter, total: int, skipped: int) -> None:
+        self.manifest, self.total, self.count = manifest, total, skipped
 
     def __call__(self, record: Record) -> None:
-        self.records[record["name"]] = record
-        write_manifest(self.sweep, self.records)
+        self.manifest.add(record)
         self.count += 1
         losses = record.get("losses") or {}
         detail = f"loss/total {losses['loss/total']:.4g}" if "loss/total" in losses else record.get("error", "")
@@ -108,13 +107,14 @@ def run_sweep(
         check_foreign_files(sweep, todo)
     for p in todo:
         records[p.name] = _record(p, output_path(sweep, p), "pending")
-    write_manifest(sweep, records)
+    manifest = ManifestWriter(sweep, records)
+    manifest.start()
     batches = plan_batches(sweep, todo, max_batch)
     skipped = len(sweep.points) - len(todo)
     where = f"Ray ({address or 'local'})" if backend == "ray" else f"{workers or default_workers()} local worker(s)"
     print(f"sweep: {len(sweep.points)} points ({skipped} finished before), {len(todo)} to run "
           f"in {len(batches)} run(s) on {where}; output in {sweep.output_dir}", flush=True)
-    progress = Progress(sweep, records, len(sweep.points), skipped)
+    progress = Progress(manifest, len(sweep.points), skipped)
     try:
         if backend == "ray":
             run_ray(sweep, batches, progress, address=address, dry_run=dry_run)
@@ -124,6 +124,8 @@ def run_sweep(
         print(f"sweep: interrupted; {progress.count} of {len(sweep.points)} points are finished and kept; "
               "run the same sweep command again to go on", flush=True)
         raise
+    finally:
+        manifest.finish()
     if contact_sheet and not dry_run:
         sheet = write_contact_sheet(sweep, records)
         if sheet is not None:

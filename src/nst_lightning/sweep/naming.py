@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import collections
 import hashlib
 import json
 import re
@@ -64,8 +65,9 @@ def name_points(points: list[Point]) -> None:
         if len(name) > NAME_LIMIT:
             name = f"{name[:NAME_LIMIT]}-{_digest(p.params)}"
         names.append(name)
+    counts = collections.Counter(names)
     for p, name in zip(points, names):
-        p.name = name if names.count(name) == 1 else f"{name}-{_digest(p.params)}"
+        p.name = name if counts[name] == 1 else f"{name}-{_digest(p.params)}"
     if len({p.name for p in points}) < len(points):
         raise SweepError("sweep: two points have the same parameters")
 

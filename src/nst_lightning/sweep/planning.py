@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import functools
 import importlib
 import json
@@ -30,9 +31,16 @@ def point_arguments(sweep: Sweep, point: Point, output: Path) -> list[str]:
     return [*args, "--output", str(output), "--overwrite", "true"]
 
 
+@functools.lru_cache(maxsize=8)
+def _base_config(path: Path, stamp: tuple[int, int]) -> dict[str, Any]:
+    """The base config's YAML, parsed once per version of the file (``stamp``: its mtime and size)."""
+    return yaml.safe_load(path.read_text()) or {}
+
+
 def merged_config(sweep: Sweep, point: Point) -> dict[str, Any]:
     """The base config's YAML with the point's overrides set by their dotted keys (no class resolution)."""
-    config = yaml.safe_load(sweep.config.read_text()) or {}
+    stat = sweep.config.stat()
+    config = copy.deepcopy(_base_config(sweep.config, (stat.st_mtime_ns, stat.st_size)))
     for key, value in {**sweep.fixed, **point.params}.items():
         set_key(config, key, value)
     return config
@@ -84,7 +92,7 @@ def loss_weights(sweep: Sweep, point: Point) -> dict[str, float]:
 PER_IMAGE_INPUTS = ("style", "style_blend_weights", "masks")  # with data.content: each image of a batch its own
 
 
-def batch_key(sweep: Sweep, point: Point) -> str | None:
+def batch_key(sweep: Sweep, point: Point, shapes: dict[tuple[str, int], tuple[int, int]] | None = None) -> str | None:
     """Points with equal keys can share one batched run; None: this point runs alone.
 
     They must agree on everything but the loss weights, their own inputs (``data.content``, ``data.style``,
@@ -106,7 +114,10 @@ def batch_key(sweep: Sweep, point: Point) -> str | None:
     for key in PER_IMAGE_INPUTS:
         data.pop(key, None)
     if content is not None and isinstance(size, int):
-        data["output_shape"] = list(shape_at(content, size))
+        shapes = {} if shapes is None else shapes
+        if (str(content), size) not in shapes:
+            shapes[str(content), size] = shape_at(content, size)
+        data["output_shape"] = list(shapes[str(content), size])
     return json.dumps(config, sort_keys=True, default=str)
 
 
@@ -116,8 +127,9 @@ def plan_batches(sweep: Sweep, points: list[Point], max_batch: int) -> list[list
         return [[p] for p in points]
     groups: dict[str, list[Point]] = {}
     alone = []
+    shapes: dict[tuple[str, int], tuple[int, int]] = {}
     for p in points:
-        key = batch_key(sweep, p)
+        key = batch_key(sweep, p, shapes)
         if key is None:
             alone.append([p])
         else:

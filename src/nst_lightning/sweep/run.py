@@ -163,7 +163,8 @@ def run_planned_batch(sweep: Sweep, points: list[Point], dry_run: bool = False) 
     try:
         return _records_of(sweep, points, dry_run)
     finally:
-        release_freed_memory()
+        if not dry_run:  # a dry run ran nothing: nothing to give back
+            release_freed_memory()
 
 
 def _records_of(sweep: Sweep, points: list[Point], dry_run: bool) -> list[Record]:
