@@ -20,7 +20,7 @@ from PIL import Image
 
 from nst_lightning.cli import main
 from nst_lightning.cli.run_checks import check_checkpoint
-from nst_lightning.files import beside
+from nst_lightning.files import RunFiles
 from nst_lightning.image import io as image_io
 from nst_lightning.image.io import load_image
 
@@ -402,17 +402,14 @@ def test_one_pixel_content_is_upscaled(tmp_path):
 
 
 @pytest.mark.parametrize("output", ["out.png", "a/b/out.png", "../up/out.png", "a/../b/.png", "/abs/x.y.png"])
-@pytest.mark.parametrize("suffix", ["_step00010.png", "_interrupted.png", "_interrupted.ckpt", "_last_good.png"])
-def test_derived_names_stay_beside_the_output(output, suffix):
-    derived = beside(output, suffix)
-    assert derived.parent == Path(output).parent
-    assert derived.name == Path(output).stem + suffix
-
-
-@pytest.mark.parametrize("suffix", ["/../../etc/passwd", "_../x.png", "\\..\\x.png"])
-def test_derived_names_cannot_name_a_directory(suffix):
-    with pytest.raises(ValueError, match="may not contain a path"):
-        beside("out/out.png", suffix)
+def test_every_file_a_run_writes_is_beside_the_output_or_in_its_run_folder(output):
+    files = RunFiles(output)
+    out = Path(output)
+    assert files.folder == out.with_name(out.stem + ".run") and files.lock.parent == out.parent
+    inside = [files.checkpoint, files.interrupted_image, files.interrupted_checkpoint, files.last_good,
+              files.snapshot(10), files.snapshot(123456), files.kept_image()]
+    assert all(path.parent == files.folder for path in inside)
+    assert len({path.name for path in inside}) == len(inside)
 
 
 def test_a_missing_input_is_reported_before_an_output_that_exists(tmp_path, capsys):
@@ -458,9 +455,9 @@ def test_a_misspelt_key_gets_a_did_you_mean(tmp_path, capsys, extra, suggestion)
 
 
 def test_an_output_name_too_long_for_the_files_beside_it_is_refused_before_the_run(tmp_path, capsys):
-    """A 236-byte --output passes the filesystem's 255, but the snapshot, interrupt, lock and temporary names
-    built from it do not: refused at start, naming --output and the name that would fit."""
-    name = "x" * 232 + ".png"  # 236 bytes
+    """A 244-byte --output passes the filesystem's 255, but the temporary name it is written under first
+    (``.<name>.XXXXXXXX.tmp``) does not: refused at start, naming --output and the name that would fit."""
+    name = "x" * 240 + ".png"  # 244 bytes
     line = expect_one_line_error(capsys, quiet_args(tmp_path, "--output", str(tmp_path / "out" / name),
                                                     "--snapshot_every", "1"),
                                  "--output", "this filesystem allows 255", "give a name of at most",

@@ -42,13 +42,13 @@ def start_child(tmp_path: Path, optimizer: str) -> subprocess.Popen:
 def test_signal_saves_image_and_checkpoint_and_resume_matches_uninterrupted(tmp_path, one_thread, signum, optimizer):
     child = start_child(tmp_path, optimizer)
     try:
-        wait_until_running(child, tmp_path / "out_step00002.png")
+        wait_until_running(child, tmp_path / "out.run" / "step00002.png")
         child.send_signal(signum)
         _, err = child.communicate(timeout=120)
     finally:
         child.kill()
     name = signal.Signals(signum).name
-    image_path, ckpt_path = tmp_path / "out_interrupted.png", tmp_path / "out_interrupted.ckpt"
+    image_path, ckpt_path = tmp_path / "out.run" / "interrupted.png", tmp_path / "out.run" / "interrupted.ckpt"
     assert child.returncode == 128 + signum, err
     assert "Traceback" not in err
     said = re.search(rf"nst-lightning: interrupted by {name} after step (\d+): image saved to (.+), checkpoint to (.+);"
@@ -99,13 +99,13 @@ def test_nan_loss_stops_with_a_clear_message_and_keeps_the_last_good_image(
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.startswith("nst-lightning:")]
     assert len(lines) == 1 and "Traceback" not in err
-    last_good = tmp_path / "out_last_good.png"
+    last_good = tmp_path / "out.run" / "last_good.png"
     assert f"NaN or Inf after step {last_good_step}" in lines[0] and str(last_good) in lines[0]
     assert not (tmp_path / "out.png").exists()
     assert Image.open(last_good).text["nst-lightning:step"] == str(last_good_step)
     # The image kept is the one the snapshot of that step shows; no later snapshot was written.
-    assert torch.equal(read_png(last_good), read_png(tmp_path / f"out_step{last_good_step:05d}.png"))
-    assert not (tmp_path / f"out_step{last_good_step + 10:05d}.png").exists()
+    assert torch.equal(read_png(last_good), read_png(tmp_path / "out.run" / f"step{last_good_step:05d}.png"))
+    assert not (tmp_path / "out.run" / f"step{last_good_step + 10:05d}.png").exists()
 
 
 def test_ctrl_c_while_the_command_is_still_importing_exits_130_with_one_line(tmp_path):

@@ -79,4 +79,4 @@ def test_multiscale_from_the_command_line(tmp_path):
     assert [m for m in said if m.startswith("Scale ")] == ["Scale 1/2: 57x43 px from step 0",
                                                            "Scale 2/2: 80x60 px from step 10"]
     assert read_png(tmp_path / "out.png").shape == (1, 3, 60, 80)
-    assert read_png(tmp_path / "out_step00010.png").shape == (1, 3, 43, 57)
+    assert read_png(tmp_path / "out.run" / "step00010.png").shape == (1, 3, 43, 57)

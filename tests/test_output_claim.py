@@ -15,10 +15,10 @@ from pathlib import Path
 
 import pytest
 
-from nst_lightning.claims import OutputClaim, OutputClaimedError, lock_path
+from nst_lightning.claims import OutputClaim, OutputClaimedError
 from nst_lightning.cli import main
 from nst_lightning.cli.fit import build_cli
-from nst_lightning.files import atomic_write
+from nst_lightning.files import RunFiles, atomic_write
 
 from .conftest import CONTENT, DEFAULT, STYLE
 
@@ -40,6 +40,14 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+def lock_path(output: Path) -> Path:
+    return RunFiles(output).lock
+
+
+def claim(output: Path) -> OutputClaim:
+    return OutputClaim(output, lock_path(output))
+
+
 def wait_for(path: Path, child: subprocess.Popen, timeout: float = 240) -> None:
     deadline = time.monotonic() + timeout
     while not path.exists():
@@ -56,15 +64,15 @@ def wait_for(path: Path, child: subprocess.Popen, timeout: float = 240) -> None:
 
 def test_a_claim_is_exclusive_and_released(tmp_path):
     out = tmp_path / "out.png"
-    first = OutputClaim(out)
+    first = claim(out)
     first.acquire()
     assert lock_path(out) == tmp_path / ".out.png.lock" and lock_path(out).exists()
     with pytest.raises(OutputClaimedError, match=f"being written by process {os.getpid()}"):
-        OutputClaim(out).acquire()
+        claim(out).acquire()
     first.release()
     first.release()  # twice is harmless
     assert not lock_path(out).exists()
-    with OutputClaim(out):
+    with claim(out):
         assert lock_path(out).exists()
     assert not lock_path(out).exists()
 
@@ -73,12 +81,14 @@ def test_a_stale_lock_of_a_dead_process_is_taken_over(tmp_path):
     out = tmp_path / "out.png"
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    lock_path(out).write_text(f"{dead.pid} {socket.gethostname()}\n")
-    with OutputClaim(out):
+    lock_path(out).write_text(f"{dead.pid}\n{socket.gethostname()}\n")  # filelock's record: process id, host
+    with claim(out):
         assert lock_path(out).read_text().split()[0] == str(os.getpid())
-    lock_path(out).write_text(f"{os.getpid()} another-host\n")  # another machine's: left alone
-    with pytest.raises(OutputClaimedError, match="another-host"):
-        OutputClaim(out).acquire()
+    assert not lock_path(out).exists()
+    lock_path(out).write_text(f"{os.getpid()}\nanother-host\n")  # another machine's: left alone
+    with pytest.raises(OutputClaimedError, match=f"being written by process {os.getpid()} on another-host"):
+        claim(out).acquire()
+    assert lock_path(out).read_text() == f"{os.getpid()}\nanother-host\n"
 
 
 def test_a_write_without_replace_never_replaces(tmp_path):
@@ -115,7 +125,8 @@ def test_a_second_run_with_the_same_output_is_refused_at_start(tmp_path):
     assert first.returncode == 130, err
     assert not lock_path(out).exists()  # released on the way out
     assert not out.exists()  # interrupted: no final image
-    main(fit_args(out, 1))  # free again
+    assert (tmp_path / "out.run" / "interrupted.ckpt").is_file()
+    main(fit_args(out, 1, "--overwrite", "true"))  # free again (the interrupted run's files may be replaced)
     assert out.is_file() and not lock_path(out).exists()
 
 
@@ -123,13 +134,13 @@ def test_the_final_write_never_replaces_a_file_that_appeared_during_the_run(tmp_
     out = tmp_path / "out.png"
     run = start(fit_args(out, 40, "--snapshot_every", "1"), tmp_path)
     try:
-        wait_for(tmp_path / "out_step00001.png", run)
+        wait_for(tmp_path / "out.run" / "step00001.png", run)
         out.write_bytes(b"someone else's image")
         _, err = run.communicate(timeout=240)
     finally:
         run.kill()
     assert run.returncode == 1, err
-    kept = tmp_path / f"out_pid{run.pid}.png"
+    kept = tmp_path / "out.run" / f"kept_pid{run.pid}.png"
     assert f"{str(out)!r} appeared during the run and was not replaced" in err and str(kept) in err
     assert out.read_bytes() == b"someone else's image"
     assert kept.stat().st_size > 100 and not lock_path(out).exists()
@@ -139,10 +150,12 @@ def test_building_a_run_claims_nothing_until_it_runs(tmp_path):
     out = tmp_path / "out.png"
     cli = build_cli(fit_args(out, 1)[1:], run=False)
     assert not lock_path(out).exists()
-    OutputClaim(out).acquire()  # another run takes the output meanwhile: this one is refused when it starts
+    other = claim(out)
+    other.acquire()  # another run takes the output meanwhile: this one is refused when it starts
     with pytest.raises(OutputClaimedError, match="is being written by process"):
         cli.trainer.fit(cli.model, datamodule=cli.datamodule)
-    assert not out.exists()
+    assert not out.exists() and lock_path(out).exists()
+    other.release()
 
 
 def test_a_failing_run_releases_its_claim(tmp_path, capsys):
@@ -158,10 +171,11 @@ def test_a_failing_run_releases_its_claim(tmp_path, capsys):
 
 def test_snapshots_of_an_earlier_run_are_not_replaced(tmp_path, capsys):
     out = tmp_path / "out.png"
-    old = {step: tmp_path / f"out_step{step:05d}.png" for step in (5, 10)}
+    (tmp_path / "out.run").mkdir()
+    old = {step: tmp_path / "out.run" / f"step{step:05d}.png" for step in (5, 10)}
     for path in old.values():
         path.write_bytes(b"an earlier run's snapshot")
-    (tmp_path / "out_step00003.png").write_bytes(b"not a multiple of 5: never written")
+    (tmp_path / "out.run" / "step00003.png").write_bytes(b"not a multiple of 5: never written")
     with pytest.raises(SystemExit) as exit_info:
         main(fit_args(out, 10, "--snapshot_every", "5"))
     err = capsys.readouterr().err

@@ -237,14 +237,14 @@ def test_interrupt_and_resume_during_a_tiled_run(tmp_path):
                *run_args(tmp_path, "ImageLBFGS", 100_000, "out.png", "--snapshot_every", "1", *TILED)]
     child = subprocess.Popen(command, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        wait_until_running(child, tmp_path / "out_step00002.png")
+        wait_until_running(child, tmp_path / "out.run" / "step00002.png")
         child.send_signal(signal.SIGINT)
         _, err = child.communicate(timeout=120)
     finally:
         child.kill()
     assert child.returncode == 128 + signal.SIGINT, err
     assert "Tiling: 224x168 px in 2 tiles" in err
-    ckpt_path = tmp_path / "out_interrupted.ckpt"
+    ckpt_path = tmp_path / "out.run" / "interrupted.ckpt"
     step = torch.load(ckpt_path, weights_only=True, map_location="cpu")["global_step"]
     before = torch.get_num_threads()
     torch.set_num_threads(1)

@@ -1,10 +1,11 @@
 """Ctrl-C and SIGTERM during a run: finish the step, save the image and a checkpoint, and say where they are.
 
 The first SIGINT or SIGTERM only sets a flag; at the end of the current optimizer step
-:class:`InterruptSaver` writes ``<output stem>_interrupted.png`` and ``<output stem>_interrupted.ckpt``
-(the image, the optimizer state and the step count, atomically) and stops the run with
-:class:`RunInterrupted`. Saving at a step boundary keeps the image and the optimizer state
-consistent, so ``--ckpt_path <stem>_interrupted.ckpt`` continues exactly where the run stopped.
+:class:`InterruptSaver` writes ``interrupted.png`` and ``interrupted.ckpt`` in the run's folder
+(``outputs/default.run/`` for ``--output outputs/default.png``: the image, the optimizer state and the step
+count, atomically) and stops the run with :class:`RunInterrupted`. Saving at a step boundary keeps the image
+and the optimizer state consistent, so ``--ckpt_path outputs/default.run/interrupted.ckpt`` continues exactly
+where the run stopped, in the same log.
 A second signal stops at once: then only the image is saved.
 """
 
@@ -18,7 +19,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 
 from nst_lightning.errors import Interrupted, NstLightningError
-from nst_lightning.files import atomic_path, beside
+from nst_lightning.files import RunFiles, atomic_path
 from nst_lightning.image.io import png_metadata, save_png
 
 HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -44,9 +45,9 @@ def _say(message: str) -> None:
 class InterruptSaver(pl.Callback):
     """Turns SIGINT and SIGTERM into a clean stop that loses nothing (see the module's docstring)."""
 
-    def __init__(self, output: str | Path) -> None:
-        self.image_path = beside(output, "_interrupted.png")
-        self.checkpoint_path = beside(output, "_interrupted.ckpt")
+    def __init__(self, files: RunFiles) -> None:
+        self.image_path = files.interrupted_image
+        self.checkpoint_path = files.interrupted_checkpoint
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
@@ -95,8 +96,7 @@ class InterruptSaver(pl.Callback):
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
         self._restore()
-        image = getattr(pl_module, "image", None)
-        if isinstance(exception, (Interrupted, KeyboardInterrupt)) and image is not None and trainer.is_global_zero:
+        if isinstance(exception, (Interrupted, KeyboardInterrupt)) and pl_module.image is not None and trainer.is_global_zero:
             save_png(pl_module.output_image(), self.image_path, png_metadata(trainer.global_step))
             _say(f"stopped at once: image saved to {self.image_path} (no checkpoint)")
 

@@ -15,7 +15,6 @@ import lightning.pytorch as pl
 import torch
 
 from nst_lightning.errors import NstLightningError
-from nst_lightning.files import beside
 from nst_lightning.image.io import png_metadata, save_png
 
 CHECK_EVERY = 10
@@ -26,12 +25,13 @@ class NonFiniteLossError(NstLightningError):
 
 
 class NonFiniteGuard(pl.Callback):
-    """Stops a run whose loss turns NaN or Inf, and saves ``<output stem>_last_good.png``."""
+    """Stops a run whose loss turns NaN or Inf, and saves the last good image to ``image_path``
+    (``last_good.png`` in the run's folder: :attr:`nst_lightning.files.RunFiles.last_good`)."""
 
-    def __init__(self, output: str | Path, check_every: int = CHECK_EVERY) -> None:
+    def __init__(self, image_path: str | Path, check_every: int = CHECK_EVERY) -> None:
         if check_every < 1:
             raise ValueError(f"check_every must be >= 1, not {check_every}")
-        self.image_path = beside(output, "_last_good.png")
+        self.image_path = Path(image_path)
         self.check_every = check_every
         self._last_good: torch.Tensor | None = None
         self._last_good_step = 0

@@ -7,12 +7,13 @@ import inspect
 import os
 import re
 import sys
-from pathlib import Path
 from typing import Any
 
 from jsonargparse import Namespace
-from lightning.pytorch.callbacks import ProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from lightning.pytorch.plugins.io import TorchCheckpointIO
 
 from nst_lightning.callbacks.convergence import StopWhenConverged  # noqa: F401 - so configs can name ``StopWhenConverged``
 from nst_lightning.callbacks.image_writer import ImageWriter
@@ -33,6 +34,7 @@ from nst_lightning.cli.messages import (
 from nst_lightning.cli.run_checks import check_checkpoint, check_max_steps
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError, ConfigValueError
+from nst_lightning.files import RunFiles, atomic_path
 from nst_lightning.heap import release_freed_memory
 from nst_lightning.model.style_transfer import (
     DEFAULT_BACKBONE,
@@ -154,17 +156,21 @@ class StyleTransferCLI(CompatCLI):
             snapshot_every=init["snapshot_every"],
             config=self._parser(self.subcommand).dump(config),
             bit_depth=init["output_bit_depth"],
+            ckpt_path=init.get("ckpt_path"),
         )
         self.image_writer = writer
         trainer_config = self._get(self.config_init, "trainer", default={})
         user = trainer_config.get("callbacks") or []
         user = user if isinstance(user, list) else [user]
-        guards = [NonFiniteGuard(writer.output), InterruptSaver(writer.output)]
+        guards = [NonFiniteGuard(writer.files.last_good), InterruptSaver(writer.files)]
         # The losses in the progress bar without a host sync per step, unless the bar is off or configured.
         bar_on = trainer_config.get("enable_progress_bar") is not False
         bar = [progress_for(sys.stderr)] if bar_on and not any(isinstance(c, ProgressBar) for c in user) else []
         quality = QualityReport(every_n_steps=init["score_every"], image_every=init["snapshot_every"])
-        return super().instantiate_trainer(callbacks=run_callbacks(user, bar, guards, quality, writer), **kwargs)
+        trainer = super().instantiate_trainer(callbacks=run_callbacks(user, bar, guards, quality, writer), **kwargs)
+        into_run_folder(trainer, writer.files, default_logger=trainer_config.get("logger") in (None, True),
+                        default_checkpoint=not any(isinstance(c, ModelCheckpoint) for c in user))
+        return trainer
 
     def check_before_checkpoint_is_read(self) -> None:
         # Lightning reads the checkpoint's hyperparameters right after parsing: check the file first.
@@ -194,7 +200,10 @@ class StyleTransferCLI(CompatCLI):
             )
         if isinstance(self.datamodule, StyleTransferData):
             self.datamodule.check_inputs()  # a missing input is reported first, then an output that exists
-        self.image_writer.check_output()
+        writer = self.image_writer
+        writer.check_output(self.trainer.logger is not None)
+        if writer.overwrite and self.trainer.logger is not None:
+            writer.files.clear_earlier_log(writer.ckpt_path)  # a new run's log does not mix with an earlier one's
         check_memory(self.model, self.datamodule, self.trainer.strategy.root_device)
         if self.trainer.logger is not None:  # TensorBoard's HPARAMS tab, the CSV logger's hparams.yaml
             config = self.config[self.subcommand] if self.subcommand else self.config
@@ -208,23 +217,45 @@ class StyleTransferCLI(CompatCLI):
 
     def run_files(self) -> str:
         """For the final line: where the logs and the checkpoint went (nothing when neither was written)."""
+        files = self.image_writer.files
         parts = []
         if self.trainer.logger is not None and self.trainer.log_dir:
-            parts.append(f"logs: {self.trainer.log_dir}")
+            parts.append(f"logs: {files.spelled(self.trainer.log_dir)}")
         checkpoint = self.trainer.checkpoint_callback
         path = checkpoint.last_model_path or checkpoint.best_model_path if checkpoint is not None else ""
         if path:
-            parts.append(f"checkpoint: {path}")
+            parts.append(f"checkpoint: {files.spelled(path)}")
         return f"; {'; '.join(parts)}" if parts else ""
 
     def remove_consumed_interrupt_files(self) -> None:
-        """A run resumed from ``<stem>_interrupted.ckpt`` that finished removes that checkpoint and its image."""
-        ckpt = self.config_init[self.subcommand].get("ckpt_path") if self.subcommand else None
-        saver = next((c for c in self.trainer.callbacks if isinstance(c, InterruptSaver)), None)
-        if not ckpt or saver is None or Path(str(ckpt)).resolve() != saver.checkpoint_path.resolve():
+        """A run resumed from its ``interrupted.ckpt`` that finished removes that checkpoint and its image."""
+        self.image_writer.files.remove_consumed(self.image_writer.ckpt_path)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Lightning's checkpoint writer, writing through a temporary file and a rename: a full disk leaves no partial
+    ``last.ckpt`` and its error names the file (:class:`~nst_lightning.files.WriteError`)."""
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: Any, storage_options: Any | None = None) -> None:
+        if "://" in str(path):  # a remote file system: Lightning's own writer
+            super().save_checkpoint(checkpoint, path, storage_options)
             return
-        for path in (saver.checkpoint_path, saver.image_path):
-            path.unlink(missing_ok=True)
+        with atomic_path(path) as tmp:
+            super().save_checkpoint(checkpoint, tmp, storage_options)
+
+
+def into_run_folder(trainer, files: RunFiles, default_logger: bool, default_checkpoint: bool) -> None:
+    """Lightning's default logger and checkpoint write into the run's folder (``outputs/default.run/``: the log
+    itself, not a ``version_N`` under it, and ``last.ckpt``), so that a resume of the run continues its own
+    log; a logger or a ``ModelCheckpoint`` the config names keeps its own place."""
+    if default_logger and isinstance(trainer.logger, (TensorBoardLogger, CSVLogger)):
+        trainer.loggers = [type(trainer.logger)(save_dir=files.folder.parent, name=files.folder.name, version="")]
+    checkpoint = trainer.checkpoint_callback
+    if default_checkpoint and checkpoint is not None:
+        ours = ModelCheckpoint(dirpath=files.folder, filename=files.checkpoint.stem, enable_version_counter=False)
+        trainer.callbacks[trainer.callbacks.index(checkpoint)] = ours
+    if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:
+        trainer.strategy.checkpoint_io = AtomicCheckpointIO()
 
 
 def flat_hyperparameters(config: dict, prefix: str = "") -> dict[str, int | float | str | bool]:
