@@ -28,7 +28,7 @@ def guide_files() -> dict[str, str]:
 def test_every_hookspec_is_documented_in_the_guide_and_implemented_by_a_test_plugin():
     guide = GUIDE.read_text()
     tests = "".join(p.read_text() for p in (ROOT / "tests").glob("test_*.py"))
-    assert HOOKS == ["nst_register_backbones", "nst_register_losses", "nst_register_optimizers"]
+    assert HOOKS == ["nst_register_backbones", "nst_register_flows", "nst_register_losses", "nst_register_optimizers"]
     for name in HOOKS:
         assert f"### `{name}(register)`" in guide, name
         assert f"def {name}(register)" in tests + guide_files()["nst_mean_colour.py"], name

@@ -32,17 +32,18 @@ LOSS_PLUGIN = """
 def test_builtins_register_through_the_hooks():
     plugins = load_plugins(autoload=False)
     assert plugins.registry.names("backbone") == ["VGG16", "VGG19"]
-    assert plugins.registry.names("loss") == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TotalVariationLoss"]
+    assert plugins.registry.names("loss") == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TemporalLoss", "TotalVariationLoss"]
     assert plugins.registry.names("optimizer") == ["ImageAdam", "ImageLBFGS"]
+    assert plugins.registry.names("flow") == ["DISFlow"]
     assert plugins.manager.get_plugin(BUILTIN_PLUGIN) is not None
-    assert plugins.info[BUILTIN_PLUGIN].components["loss"] == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TotalVariationLoss"]
+    assert plugins.info[BUILTIN_PLUGIN].components["loss"] == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TotalVariationLoss", "TemporalLoss"]
 
 
 def test_every_hookspec_is_documented_and_implemented_by_builtins():
     from nst_lightning.plugin import builtin as builtins
 
     specs = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("nst_")]
-    assert sorted(specs) == ["nst_register_backbones", "nst_register_losses", "nst_register_optimizers"]
+    assert sorted(specs) == ["nst_register_backbones", "nst_register_flows", "nst_register_losses", "nst_register_optimizers"]
     for name in specs:
         assert len(inspect.getdoc(getattr(hookspecs, name)) or "") > 40, name
         assert hasattr(builtins, name), name
@@ -158,7 +159,7 @@ def test_plugins_command_shows_failed_plugins_and_fit_still_works(monkeypatch, t
     [
         (["--model.losses.style.class_path", "GramStyleLos"],
          "model.losses.style: unknown loss 'GramStyleLos'; did you mean 'GramStyleLoss'? known losses: ContentLoss, "
-         "GramStyleLoss, MaskedGramStyleLoss, TotalVariationLoss"),
+         "GramStyleLoss, MaskedGramStyleLoss, TemporalLoss, TotalVariationLoss"),
         (["--model.backbone", "VGG91"], "model.backbone: unknown backbone 'VGG91'; did you mean 'VGG19'?"),
         (["--model.optimizer", "ImageLBGFS"], "model.optimizer: unknown optimizer 'ImageLBGFS'; did you mean 'ImageLBFGS'?"),
         (["--model.backbone", "nst_lightning.model.backbones.vgg.VGG91"], "did you mean 'VGG19'?"),

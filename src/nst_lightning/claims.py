@@ -24,6 +24,10 @@ class OutputClaimedError(NstLightningError):
     """Another run is writing the same output file."""
 
 
+class LockFileError(NstLightningError, OSError):
+    """The lock file cannot be created (a full disk, a read-only folder)."""
+
+
 class OutputClaim:
     """An exclusive claim on ``path`` for this run, held as the lock file ``lock`` (a context manager, or
     ``acquire``/``release``).
@@ -74,6 +78,9 @@ class OutputClaim:
             self._lock.acquire()
         except Timeout:
             self._refuse()
+        except OSError as exc:  # filelock has removed a marker it could not finish
+            raise LockFileError(f"could not create the lock file {str(self.lock)!r} of {self.option} "
+                                f"{str(self.path)!r}: {exc.strerror or exc}") from exc
 
     def release(self) -> None:
         """Give the claim up (its lock file is removed); safe to call more than once."""

@@ -10,7 +10,7 @@ from torch.utils.data import DataLoader, Dataset
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.image.colour import STYLE_COLOUR_CHOICES, match_colour
 from nst_lightning.image.image_set import ImageSet
-from nst_lightning.image.io import check_image_file, load_image
+from nst_lightning.image.io import check_image_file, load_image, shape_at
 from nst_lightning.image.masks import load_mask
 
 # The style images' long edge relative to the output's: beyond 10× a style image is larger than any print
@@ -94,11 +94,19 @@ class StyleTransferData(pl.LightningDataModule):
         """The content image with long edge ``size``, the style images (``style_scale`` times that, recoloured
         by ``style_colour``) and the masks (at the content image's size). Multi-scale calls it once per scale."""
         content = load_image(self.content, size, "content image")
+        masks = [load_mask(path, tuple(content.shape[-2:])) for path in self.masks]
+        return content, self.load_styles(size, content), masks
+
+    def load_styles(self, size: int, content: Tensor) -> list[Tensor]:
+        """The style images for an output of long edge ``size``: ``style_scale`` times that, recoloured to
+        ``content`` by ``style_colour``."""
         style_edge = max(16, round(size * self.style_scale))
         styles = [load_image(path, style_edge, "style image") for path in self.style]
-        styles = [match_colour(style, content, self.style_colour) for style in styles]
-        masks = [load_mask(path, tuple(content.shape[-2:])) for path in self.masks]
-        return content, styles, masks
+        return [match_colour(style, content, self.style_colour) for style in styles]
+
+    def content_shape(self, long_edge: int) -> tuple[int, int]:
+        """(height, width) of the content at long edge ``long_edge``, read from the file's header (nothing decoded)."""
+        return shape_at(self.content, long_edge)
 
     def check_inputs(self) -> None:
         """Every input file exists and is an image (headers only): before a run, so that a missing content image

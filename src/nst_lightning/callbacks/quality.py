@@ -23,6 +23,7 @@ from nst_lightning.image.io import to_pil
 from nst_lightning.model.style_transfer import report_of
 from nst_lightning.quality.distances import STYLE_LAYERS
 from nst_lightning.quality.scoring import format_score, layer_key, score_tensor
+from nst_lightning.video_data import VideoData
 
 # A score's keys and the logger's names for them.
 METRIC_KEYS = {
@@ -88,8 +89,8 @@ class QualityReport(pl.Callback):
             log_image(trainer.logger, "image", pl_module.output_image(), step)
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if not trainer.is_global_zero:
-            return
+        if not trainer.is_global_zero or isinstance(trainer.datamodule, VideoData):
+            return  # a clip is scored frame by frame by VideoFrames
         try:
             self.results = self.score(trainer, pl_module)
         except NstLightningError as exc:  # an input file changed under the run: the image is still written
@@ -110,6 +111,8 @@ def run_summary(pl_module: pl.LightningModule) -> str:
     report = report_of(pl_module)
     if report.quality:
         parts.append(format_score(report.quality[0]))  # the same format as `nst-lightning score`
+        if "warping_error" in report.quality[0]:  # a clip's (VideoFrames)
+            parts.append(f"warping error {report.quality[0]['warping_error']:.4g}")
     if report.stop_reason:
         parts.append(report.stop_reason)
     return f" ({'; '.join(parts)})" if parts else ""

@@ -98,6 +98,11 @@ def _importable(path: str) -> bool:
         return False
 
 
+def capitals(name: str) -> str:
+    """The capital letters of a class name (``TotalVariationLoss``: ``TVL``)."""
+    return "".join(c for c in name if c.isupper())
+
+
 def check_component_names(argv: list[str], registry: Registry) -> None:
     """Raise :class:`UnknownComponentError` for the first component name that names nothing known."""
     for key, kind, path in named_components(argv):
@@ -112,7 +117,9 @@ def check_component_names(argv: list[str], registry: Registry) -> None:
             choices = sorted({*registered, *(n for n in dir(torch.optim) if n in _subclass_names(torch.optim.Optimizer))})
         else:
             choices = registered
-        close = difflib.get_close_matches(short, choices, n=1, cutoff=0.4)
+        # An abbreviation by capitals (TVLoss: TotalVariationLoss), when one name has them, before the closest spelling.
+        abbreviated = [c for c in choices if capitals(c) == capitals(short) and c != short] if short != short.upper() else []
+        close = abbreviated if len(abbreviated) == 1 else difflib.get_close_matches(short, choices, n=1, cutoff=0.4)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise UnknownComponentError(
             f"{key}: unknown {kind} {path!r}; {hint}known {PLURAL[kind]}: {', '.join(choices)} "

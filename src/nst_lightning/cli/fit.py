@@ -9,6 +9,7 @@ import re
 import sys
 from typing import Any
 
+import yaml
 from jsonargparse import Namespace
 from lightning.pytorch.callbacks import ModelCheckpoint, ProgressBar
 from lightning.pytorch.cli import LightningArgumentParser, SaveConfigCallback
@@ -22,6 +23,7 @@ from nst_lightning.callbacks.multiscale import MultiScale  # noqa: F401 - import
 from nst_lightning.callbacks.nonfinite_guard import NonFiniteGuard
 from nst_lightning.callbacks.progress_bar import progress_for
 from nst_lightning.callbacks.quality import QualityReport, run_summary
+from nst_lightning.callbacks.video import VideoFrames, VideoWriter  # noqa: F401 - so configs can name ``VideoFrames``
 from nst_lightning.cli.argv_checks import resolve_configs
 from nst_lightning.cli.compat import CompatCLI
 from nst_lightning.cli.memory_check import check_memory
@@ -32,6 +34,7 @@ from nst_lightning.cli.messages import (
     filter_lightning_tips,
 )
 from nst_lightning.cli.run_checks import check_checkpoint, check_max_steps
+from nst_lightning.config_tree import get_key
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.files import RunFiles, atomic_path
@@ -42,6 +45,7 @@ from nst_lightning.model.style_transfer import (
     DEFAULT_OPTIMIZER,
     StyleTransfer,
 )
+from nst_lightning.video_data import VideoData
 
 DESCRIPTION = (
     "Neural style transfer (Gatys et al.) with Lightning. "
@@ -150,7 +154,9 @@ class StyleTransferCLI(CompatCLI):
     def instantiate_trainer(self, **kwargs):
         config = self.config[self.subcommand] if self.subcommand else self.config
         init = self.config_init[self.subcommand] if self.subcommand else self.config_init
-        writer = ImageWriter(
+        # A clip's frames go to a video file or a folder of PNGs (callbacks/video.py), an image's to one PNG.
+        writer_class = VideoWriter if isinstance(self.datamodule, VideoData) else ImageWriter
+        writer = writer_class(
             init["output"],
             overwrite=init["overwrite"],
             snapshot_every=init["snapshot_every"],
@@ -211,7 +217,8 @@ class StyleTransferCLI(CompatCLI):
 
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
-            print(f"Stylized image written to {self.image_writer.written}{run_summary(self.model)}{self.run_files()}")
+            what = "video" if isinstance(self.image_writer, VideoWriter) else "image"
+            print(f"Stylized {what} written to {self.image_writer.written}{run_summary(self.model)}{self.run_files()}")
             self.remove_consumed_interrupt_files()
         release_freed_memory()
 
@@ -288,13 +295,34 @@ def run_callbacks(user: list, bar: list, guards: list, quality: QualityReport, w
     return [*user, *bar, *guards, quality, writer]
 
 
+def stylizes_video(args: list[str]) -> bool:
+    """Whether a ``fit`` command line stylizes a clip: it gives ``--data.video``, or a config that sets
+    ``data.video`` (a file, or the YAML text ``resolve_configs`` made of one)."""
+    for i, arg in enumerate(args):
+        if arg.split("=", 1)[0] == "--data.video":
+            return True
+        if arg.split("=", 1)[0] == "--config":
+            value = arg.split("=", 1)[1] if "=" in arg else (args[i + 1] if i + 1 < len(args) else "")
+            try:
+                if os.path.isfile(value):
+                    with open(value, encoding="utf-8") as f:
+                        value = f.read()
+                tree = yaml.safe_load(value)
+            except (OSError, ValueError, yaml.YAMLError):
+                continue
+            data = get_key(tree, "data")
+            if isinstance(data, dict) and "video" in data:
+                return True
+    return False
+
+
 def build_cli(args: list[str] | None = None, run: bool = True) -> StyleTransferCLI:
     filter_known_warnings()
     filter_lightning_tips()
     filter_lightning_banners(bool(os.environ.get(VERBOSE_ENV)))
     return StyleTransferCLI(
         StyleTransfer,
-        StyleTransferData,
+        VideoData if stylizes_video(sys.argv[1:] if args is None else args) else StyleTransferData,
         args=resolve_configs(args) if args is not None else None,
         run=run,
         trainer_defaults=TRAINER_DEFAULTS,

@@ -14,7 +14,6 @@ import torch
 
 from nst_lightning.data import BatchedData, StyleTransferData
 from nst_lightning.errors import ConfigError
-from nst_lightning.image.io import shape_at
 from nst_lightning.model.memory_estimate import largest_fitting_size
 from nst_lightning.model.style_transfer import StyleTransfer
 
@@ -30,8 +29,8 @@ def _gb(n: float) -> str:
 
 
 def content_shape(data: StyleTransferData, long_edge: int) -> tuple[int, int]:
-    """(height, width) of the content image at ``long_edge`` (:func:`nst_lightning.image.io.shape_at`)."""
-    return shape_at(data.content, long_edge)
+    """(height, width) of the content at ``long_edge`` (the data module answers: an image file's header, a clip's frames)."""
+    return data.content_shape(long_edge)
 
 
 def run_estimate(model: StyleTransfer, data: StyleTransferData, long_edge: int, checkpointing: bool | None = None

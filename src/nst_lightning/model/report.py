@@ -16,6 +16,9 @@ field                  written by                               read by
 ``quality``,           ``QualityReport`` at ``on_train_end``    ``ImageWriter`` (PNG text chunks; it runs
 ``metadata``                                                    after ``QualityReport``: see ``cli.fit``),
                                                                 the final line, sweeps
+``finished_frame``     ``VideoFrames`` (a frame's output, at    ``VideoWriter``, in the same hook (it runs
+                       its last step); ``quality`` in a video   after the user's callbacks: see ``cli.fit``)
+                       run
 =====================  =======================================  ===========================================
 """
 
@@ -42,3 +45,4 @@ class RunReport:
     events: list[str] = field(default_factory=list)
     quality: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
+    finished_frame: Tensor | None = None

@@ -1,7 +1,7 @@
 """The public face for plugin authors: everything a plugin needs, and nothing else.
 
 A plugin implements the hooks of :mod:`nst_lightning.plugin.hookspecs` with :data:`hookimpl` and
-registers subclasses of :class:`Backbone`, :class:`LossTerm` or ``torch.optim.Optimizer``::
+registers subclasses of :class:`Backbone`, :class:`LossTerm`, ``torch.optim.Optimizer`` or :class:`OpticalFlow`::
 
     from nst_lightning.plugin import LossTerm, hookimpl
 
@@ -31,6 +31,7 @@ from nst_lightning.model.losses.base import (
 from nst_lightning.model.losses.content import DEFAULT_CONTENT_LAYERS
 from nst_lightning.model.losses.gram import DEFAULT_STYLE_LAYERS, gram_matrix
 from nst_lightning.plugin.hookspecs import Register, hookimpl
+from nst_lightning.video.flow import OpticalFlow
 
 __all__ = [
     "DEFAULT_CONTENT_LAYERS",
@@ -42,6 +43,7 @@ __all__ = [
     "ConfigValueError",
     "LossTerm",
     "NstLightningError",
+    "OpticalFlow",
     "Register",
     "Targets",
     "WeightsError",

@@ -6,9 +6,11 @@ from nst_lightning.model.backbones.vgg import VGG16, VGG19
 from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
 from nst_lightning.model.losses.masked_gram import MaskedGramStyleLoss
+from nst_lightning.model.losses.temporal import TemporalLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
 from nst_lightning.model.optimizers import ImageAdam, ImageLBFGS
 from nst_lightning.plugin.hookspecs import Register, hookimpl
+from nst_lightning.video.flow import DISFlow
 
 
 @hookimpl
@@ -23,9 +25,15 @@ def nst_register_losses(register: Register) -> None:
     register(GramStyleLoss)
     register(MaskedGramStyleLoss)
     register(TotalVariationLoss)
+    register(TemporalLoss)
 
 
 @hookimpl
 def nst_register_optimizers(register: Register) -> None:
     register(ImageLBFGS)
     register(ImageAdam)
+
+
+@hookimpl
+def nst_register_flows(register: Register) -> None:
+    register(DISFlow)

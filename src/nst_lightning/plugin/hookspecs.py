@@ -60,3 +60,12 @@ def nst_register_optimizers(register: Register) -> None:
     attributes ``per_image`` and ``state_copies`` whether a batch of images may share it and
     how much memory it keeps (docs/plugins.md).
     """
+
+
+@hookspec
+def nst_register_flows(register: Register) -> None:
+    """Register optical flow classes: concrete subclasses of :class:`nst_lightning.plugin.OpticalFlow`.
+
+    ``compute(first, second)`` takes two 8-bit 3×H×W frames and returns the flow from the first to the second,
+    a 1×2×H×W float32 tensor of pixel offsets (x, then y); a video run names the class with ``data.flow``.
+    """

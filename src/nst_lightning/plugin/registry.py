@@ -10,11 +10,13 @@ import torch
 from nst_lightning.errors import NstLightningError
 from nst_lightning.model.backbones.base import Backbone
 from nst_lightning.model.losses.base import LossTerm
+from nst_lightning.video.flow import OpticalFlow
 
 KINDS: dict[str, type] = {
     "backbone": Backbone,
     "loss": LossTerm,
     "optimizer": torch.optim.Optimizer,
+    "flow": OpticalFlow,
 }
 
 
@@ -22,6 +24,7 @@ HOOKS = {
     "backbone": "nst_register_backbones",
     "loss": "nst_register_losses",
     "optimizer": "nst_register_optimizers",
+    "flow": "nst_register_flows",
 }
 
 

@@ -1,0 +1,208 @@
+"""Video inside one ``fit``: ``VideoFrames`` optimizes the clip's frames one after another, and ``VideoWriter``
+writes each finished frame (an H.264 file or a folder of PNGs).
+
+Each frame gets its own span of optimizer steps (``first_frame_steps`` for the first, ``steps_per_frame`` for the
+others), as ``MultiScale`` gives each scale its own: at the span's first step the frame becomes the content, the
+targets are computed again, the optimizer's history is cleared, and the image starts from the previous frame's
+output warped into this frame by the optical flow (where the flow is unreliable, from the content frame). The
+``TemporalLoss`` of the model, if it has one, is given the same warped output and the flow's reliability as its
+reference. At the span's last step the frame's output goes to the run's report (``finished_frame``), which the
+writer (after every user callback: ``cli.fit.run_callbacks``) writes, and it is scored: its style and content
+distances, and the warping error against the previous output (:mod:`nst_lightning.quality.temporal`).
+"""
+
+from __future__ import annotations
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.utilities import rank_zero_info
+from torch import Tensor
+
+from nst_lightning.callbacks.convergence import StopWhenConverged
+from nst_lightning.callbacks.image_writer import ImageWriter, OutputExistsError
+from nst_lightning.callbacks.multiscale import MultiScale, reset_optimizer_state
+from nst_lightning.errors import ConfigError, ConfigValueError
+from nst_lightning.files import check_name_lengths, check_writable_directory
+from nst_lightning.model.losses.temporal import TemporalLoss
+from nst_lightning.model.style_transfer import StyleTransfer, report_of
+from nst_lightning.quality.temporal import VideoScores
+from nst_lightning.video.io import (
+    FrameSink,
+    PngFolderSink,
+    VideoFileSink,
+    check_video_output,
+    existing_frames,
+    is_folder_output,
+)
+from nst_lightning.video.warp import warp
+from nst_lightning.video_data import VideoData
+
+
+def frame_starts(frames: int, first_frame_steps: int, steps_per_frame: int) -> list[int]:
+    """The optimizer step at which each frame starts, and (last) the run's total steps."""
+    return [0, *(first_frame_steps + k * steps_per_frame for k in range(frames))]
+
+
+class VideoFrames(pl.Callback):
+    """Stylize ``data.video`` frame after frame (see the module's docstring); sets ``trainer.max_steps`` to the
+    clip's total.
+
+    Args:
+        steps_per_frame: optimizer steps for each frame after the first.
+        first_frame_steps: optimizer steps for the first frame (default: ``steps_per_frame``); it starts from
+            ``model.init``, the others from the previous output warped.
+        warm_start: start each frame after the first from the previous output warped by the flow (else from
+            ``model.init``, as a frame stylized alone).
+    """
+
+    def __init__(self, steps_per_frame: int = 100, first_frame_steps: int | None = None, warm_start: bool = True) -> None:
+        for name, value in (("steps_per_frame", steps_per_frame), ("first_frame_steps", first_frame_steps)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+                raise ConfigValueError(f"VideoFrames: {name} must be a whole number >= 1, not {value!r}")
+        self.steps_per_frame = steps_per_frame
+        self.first_frame_steps = first_frame_steps or steps_per_frame
+        self.warm_start = warm_start
+        self.starts: list[int] = []
+        self.index = -1
+        self.finished = -1
+        self.previous: Tensor | None = None  # the previous frame's output
+        self.flow: tuple[Tensor, Tensor] | None = None  # the current frame's flow to the previous one, its reliability
+        self.scores = VideoScores()
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        data = trainer.datamodule
+        if not isinstance(data, VideoData):
+            raise ConfigError("VideoFrames drives the frames of a clip: give one with --data.video")
+        for other in (MultiScale, StopWhenConverged):
+            if any(isinstance(c, other) for c in trainer.callbacks):
+                raise ConfigError(f"{other.__name__} does not apply to a video run (VideoFrames gives each frame its "
+                                  "own steps); remove it from trainer.callbacks")
+        self.starts = frame_starts(data.frame_count, self.first_frame_steps, self.steps_per_frame)
+        trainer.fit_loop.epoch_loop.max_steps = self.starts[-1]
+
+    def frame_at(self, step: int) -> int:
+        return max(k for k, start in enumerate(self.starts[:-1]) if step >= start)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.index, self.finished, self.previous, self.scores = -1, -1, None, VideoScores()
+        self._enter(trainer, pl_module, self.frame_at(trainer.global_step))
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        index = self.frame_at(trainer.global_step)
+        if index != self.index:
+            self._enter(trainer, pl_module, index)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step >= self.starts[self.index + 1]:
+            self._finish(pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.finished < self.index:
+            self._finish(pl_module)
+        report_of(pl_module).quality = [self.scores.summary()]
+
+    @torch.no_grad()
+    def _enter(self, trainer: pl.Trainer, pl_module: StyleTransfer, index: int) -> None:
+        data: VideoData = trainer.datamodule
+        pl_module.set_image_sets(data.frame_sets(index))
+        temporal = [term for term in pl_module.losses.values() if isinstance(term, TemporalLoss)]
+        if index == 0 or self.previous is None:
+            self.flow = None
+            image = pl_module.initial_image()
+            for term in temporal:
+                term.set_reference(None)
+        else:
+            flow, reliable = (t.to(pl_module.device) for t in data.flow_to_previous(index))
+            self.flow = (flow, reliable)
+            warped = warp(self.previous, flow)
+            for term in temporal:
+                term.set_reference(warped, reliable)
+            content = pl_module.content_image
+            image = reliable * warped + (1 - reliable) * content if self.warm_start else pl_module.initial_image()
+        pl_module.image.data = image.clamp(0, 1).contiguous()
+        pl_module.image.grad = None
+        pl_module.compute_targets()
+        for optimizer in trainer.optimizers:
+            reset_optimizer_state(optimizer)
+        self.index = index
+        rank_zero_info(f"Frame {index + 1}/{len(self.starts) - 1} from step {trainer.global_step}")
+
+    @torch.no_grad()
+    def _finish(self, pl_module: StyleTransfer) -> None:
+        output = pl_module.output_image().detach().clone()
+        image_set = pl_module.image_sets[0]
+        self.scores.add_frame(output, image_set.content, image_set.styles, image_set.style_weights)
+        if self.previous is not None and self.flow is not None:
+            self.scores.add_pair(self.previous, output, *self.flow)
+        report_of(pl_module).finished_frame = output
+        self.previous = output
+        self.finished = self.index
+
+
+class VideoWriter(ImageWriter):
+    """Writes the frames ``VideoFrames`` finishes: to a video file (``--output`` ending in .mp4, .mov or .mkv; H.264
+    at the clip's frame rate, its audio copied) or, when ``--output`` ends with ``/``, to ``frame_00000.png``, ...
+    in that folder. Nothing is replaced without ``--overwrite true``; a video is written under a temporary name and
+    appears only when complete.
+    """
+
+    def __init__(self, output: str, overwrite: bool = False, **kwargs) -> None:
+        self.folder = is_folder_output(output)
+        self.raw_output = output
+        super().__init__(output, overwrite, **kwargs)
+        self.sink: FrameSink | None = None
+
+    def check_output(self, logging: bool = True) -> None:
+        """Refuse the run now if it would replace a video or frames without ``--overwrite``, or another run is
+        writing them."""
+        check_video_output(self.raw_output)
+        name = f"--output {self.raw_output!r}"
+        if self.folder:
+            if self.output.exists() and not self.output.is_dir():
+                raise OutputExistsError(f"{name} is a file, not a folder")
+            frames = existing_frames(self.output)
+            if frames and not self.overwrite:
+                raise OutputExistsError(f"{name} holds {len(frames)} frames of an earlier run (the first "
+                                        f"{frames[0].name}); pass --overwrite true to replace them")
+        else:
+            if self.output.is_dir():
+                raise OutputExistsError(f"{name} is a directory")
+            if self.output.exists() and not self.overwrite:
+                raise OutputExistsError(f"{name} exists; pass --overwrite true to replace it")
+        check_name_lengths(self.output)
+        check_writable_directory(self.output if self.folder else self.output.parent)
+        self.claim.check()
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        super().on_train_start(trainer, pl_module)
+        data = trainer.datamodule
+        if not isinstance(data, VideoData):
+            raise ConfigError("a video --output needs a clip: give one with --data.video")
+        if self.folder:
+            self.sink = PngFolderSink(self.output, replace=self.overwrite, bit_depth=self.bit_depth)
+        else:
+            clip = data.load_clip()
+            audio = clip.source if clip.has_audio and data.max_frames is None else None
+            self.sink = VideoFileSink(self.output, clip.fps, replace=self.overwrite, audio_from=audio)
+
+    def _write_finished(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        report = report_of(pl_module)
+        if report.finished_frame is not None and self.sink is not None and trainer.is_global_zero:
+            self.sink.write(report.finished_frame, self.metadata(trainer, pl_module))
+            report.finished_frame = None
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
+        self._write_finished(trainer, pl_module)
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._write_finished(trainer, pl_module)
+        if self.sink is not None and trainer.is_global_zero:
+            self.written = self.sink.close()
+            self.sink = None
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if self.sink is not None:
+            self.sink.abort()  # no half-written video
+            self.sink = None
+        self.release()

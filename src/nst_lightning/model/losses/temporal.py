@@ -1,0 +1,48 @@
+"""The temporal loss of video style transfer (Ruder, Dosovitskiy and Brox 2016): stay close to the previous
+frame's output where the optical flow says it moved to.
+
+``(weight / D) Σ_p c(p) (x(p) − ω(p))²`` with ``x`` the frame being optimized, ``ω`` the previous frame's output
+warped into this frame by the flow, ``c`` the flow's reliability (1 or 0; :mod:`nst_lightning.video.warp`) and
+``D = 3·H·W``: a mean over the image's values, so the weight does not depend on the size. Until a reference is
+set (the first frame of a clip) it is 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nst_lightning.model.losses.base import LossTerm, float32_only
+
+
+class TemporalLoss(LossTerm):
+    """Masked mean squared difference to the previous frame's warped output; see the module's docstring.
+
+    The frames' driver (``VideoFrames``) sets the reference of each frame with :meth:`set_reference`.
+    """
+
+    supports_sample_weights = True
+    reads_content = False
+
+    def __init__(self, weight: float = 100.0) -> None:
+        super().__init__(weight, ())
+        self.register_buffer("warped", None, persistent=False)
+        self.register_buffer("reliable", None, persistent=False)
+
+    def set_reference(self, warped: Tensor | None, reliable: Tensor | None = None) -> None:
+        """``warped``: the previous output warped into this frame (N×3×H×W, or 1×3×H×W for every image);
+        ``reliable``: where the flow is reliable (N×1×H×W in [0, 1]; default everywhere). None: no reference."""
+        if warped is None:
+            self.warped = self.reliable = None
+            return
+        self.warped = warped.detach().float()
+        mask = torch.ones_like(warped[:, :1]) if reliable is None else reliable
+        self.reliable = mask.detach().float()
+
+    def forward(self, features: dict[str, Tensor], image: Tensor) -> Tensor:
+        with float32_only(image.device):
+            if self.warped is None:
+                return self.weighted(image.new_zeros(image.shape[0], dtype=torch.float32))
+            x = image.float()
+            squared = self.reliable * (x - self.warped).pow(2)
+            return self.weighted(squared.flatten(1).mean(1))

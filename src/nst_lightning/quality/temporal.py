@@ -1,0 +1,97 @@
+"""Temporal consistency of a stylized clip: the warping error between consecutive output frames.
+
+For frames t-1 and t, the output of t-1 is warped into frame t with the *content's* flow (from frame t to frame
+t-1), and compared with the output of t where that flow is reliable:
+``Σ_p c(p) ‖y_t(p) − warp(y_{t-1})(p)‖² / (3 Σ_p c(p))`` (a mean squared difference per value, images in [0, 1]).
+A clip that does not flicker scores near 0; stylizing each frame alone scores higher, because each frame's
+optimum moves on its own. ``VideoScores`` keeps it with each frame's style and content distances.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torchmetrics import Metric
+
+from nst_lightning.quality.distances import (
+    blend,
+    content_distance_from,
+    image_statistics,
+    style_distance_from_grams,
+    style_targets,
+)
+from nst_lightning.quality.metrics import ssim_by_tiles
+from nst_lightning.video.warp import warp
+
+
+def warping_errors(previous: Tensor, current: Tensor, flow_to_previous: Tensor, reliable: Tensor) -> Tensor:
+    """Per image (N,): the masked mean squared difference between ``current`` and ``previous`` warped into it."""
+    warped = warp(previous.float(), flow_to_previous)
+    squared = reliable * (current.float() - warped).pow(2)
+    return squared.sum((1, 2, 3)) / (3 * reliable.sum((1, 2, 3))).clamp_min(1)
+
+
+class WarpingError(Metric):
+    """The mean over frame pairs of :func:`warping_errors` (``update(previous, current, flow_to_previous, reliable)``
+    once per pair), and the worst pair (``worst`` after ``compute``)."""
+
+    is_differentiable = False
+    higher_is_better = False
+    full_state_update = False
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
+        self.add_state("worst", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="max")
+
+    def update(self, previous: Tensor, current: Tensor, flow_to_previous: Tensor, reliable: Tensor) -> None:
+        errors = warping_errors(previous, current, flow_to_previous, reliable).double()
+        self.total += errors.sum()
+        self.count += errors.numel()
+        self.worst = torch.maximum(self.worst, errors.max())
+
+    def compute(self) -> Tensor:
+        return (self.total / self.count.clamp_min(1)).float()
+
+
+@dataclass
+class VideoScores:
+    """Each frame's style and content distances, and the warping error between neighbours; :meth:`summary` gives
+    their means and worst values."""
+
+    style: list[float] = field(default_factory=list)
+    content: list[float] = field(default_factory=list)
+    ssim: list[float] = field(default_factory=list)
+    warping: WarpingError = field(default_factory=WarpingError)
+    _styles: list[Tensor] | None = field(default=None, repr=False)
+    _targets: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
+
+    def add_frame(self, output: Tensor, content: Tensor, styles: list[Tensor], weights: list[float]) -> None:
+        """One output frame against its content frame and the style images (at the size the run used)."""
+        content = content.to(output.device, torch.float32)
+        statistics = image_statistics(output.float(), content=content)  # one pass for both distances
+        if self._styles is None or len(styles) != len(self._styles) or not all(
+                a.shape == b.shape and torch.equal(a, b) for a, b in zip(styles, self._styles)):
+            self._styles, self._targets = list(styles), style_targets(styles)  # recomputed only when they change
+        self.style.append(float(style_distance_from_grams(statistics.grams, blend(self._targets, weights)).mean()))
+        self.content.append(float(content_distance_from(statistics).mean()))
+        self.ssim.append(float(ssim_by_tiles(output.float(), content).mean()))
+
+    def add_pair(self, previous: Tensor, current: Tensor, flow_to_previous: Tensor, reliable: Tensor) -> None:
+        self.warping.update(previous, current, flow_to_previous.to(current.device), reliable.to(current.device))
+
+    def summary(self) -> dict[str, Any]:
+        """``style_distance``, ``content_distance`` (the frames' means), ``worst_style_distance``,
+        ``worst_content_distance``, ``ssim`` (the frames' mean), ``warping_error`` (mean over pairs), ``worst_warping_error``, ``frames``."""
+        row: dict[str, Any] = {"frames": len(self.style)}
+        if self.style:
+            row.update(style_distance=sum(self.style) / len(self.style), worst_style_distance=max(self.style),
+                       content_distance=sum(self.content) / len(self.content), worst_content_distance=max(self.content),
+                       ssim=sum(self.ssim) / len(self.ssim))
+        if int(self.warping.count) > 0:
+            row.update(warping_error=float(self.warping.compute()), worst_warping_error=float(self.warping.worst))
+        return row

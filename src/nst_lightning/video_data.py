@@ -1,0 +1,93 @@
+"""The data module of a video run: the clip's frames at the run's size, the style images, and between
+neighbouring frames the optical flow and its reliability (computed once, cached on disk).
+
+The frames are driven by the ``VideoFrames`` callback, which asks :meth:`VideoData.frame_sets` for frame t's
+inputs and :meth:`VideoData.flow_to_previous` for the flow that brings frame t-1's output into frame t.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from nst_lightning.data import StyleTransferData
+from nst_lightning.errors import ConfigValueError
+from nst_lightning.image.image_set import ImageSet
+from nst_lightning.image.io import check_image_file
+from nst_lightning.video.flow import DISFlow, FlowCache, OpticalFlow
+from nst_lightning.video.io import Clip, check_clip, read_clip
+from nst_lightning.video.warp import reliability
+
+
+class VideoData(StyleTransferData):
+    """A clip and its style images.
+
+    Args:
+        video: a video file (any format FFmpeg reads), or a folder of frames taken in name order.
+        style: one style image file, or a list of them.
+        size: the long edge of the output frames, in pixels.
+        style_scale, style_blend_weights, style_colour: as for a single image (``style_colour`` matches each
+            frame's colours).
+        flow: the optical flow method (default ``DISFlow``); a plugin may register others (``nst_register_flows``).
+        flow_cache: the folder where flows are kept (default ``~/.cache/nst-lightning/flows``).
+        max_frames: stylize only the first N frames (default: all).
+    """
+
+    def __init__(
+        self,
+        video: str,
+        style: str | list[str],
+        size: int = 256,
+        style_scale: float = 1.0,
+        style_blend_weights: list[float] | None = None,
+        style_colour: str = "none",
+        flow: OpticalFlow | None = None,
+        flow_cache: str | None = None,
+        max_frames: int | None = None,
+    ) -> None:
+        super().__init__(video, style, size, style_scale, style_blend_weights, style_colour)
+        if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
+            raise ConfigValueError(f"data.max_frames must be a whole number >= 1, not {max_frames!r}")
+        self.video = video
+        self.max_frames = max_frames
+        self.flows = FlowCache(flow if flow is not None else DISFlow(), flow_cache)
+        self.clip: Clip | None = None
+
+    def check_inputs(self) -> None:
+        check_clip(self.video)
+        for path in self.style:
+            check_image_file(path, "style image")
+
+    def load_clip(self) -> Clip:
+        """The clip's frames at ``size`` (decoded once)."""
+        if self.clip is None:
+            self.clip = read_clip(self.video, self.size, self.max_frames)
+        return self.clip
+
+    @property
+    def frame_count(self) -> int:
+        return len(self.load_clip().frames)
+
+    def content_shape(self, long_edge: int) -> tuple[int, int]:
+        h, w = self.load_clip().size
+        scale = long_edge / max(h, w)
+        return max(1, round(h * scale)), max(1, round(w * scale))
+
+    def frame_sets(self, index: int) -> list[ImageSet]:
+        """Frame ``index``'s inputs: the frame as the content, the style images (recoloured to it by
+        ``style_colour``)."""
+        content = self.load_clip().frame(index)
+        return [ImageSet(content, self.load_styles(self.size, content), list(self.style_weights), [])]
+
+    def image_sets(self, size: int) -> list[ImageSet]:
+        if size != self.size:
+            raise ConfigValueError("a video runs at one size: MultiScale does not apply to data.video", key="data.size")
+        return self.frame_sets(0)
+
+    def flow_to_previous(self, index: int) -> tuple[Tensor, Tensor]:
+        """The flow from frame ``index`` to frame ``index - 1`` (1×2×H×W: where each pixel of this frame was) and
+        where it is reliable (1×1×H×W, checked against the opposite flow)."""
+        clip = self.load_clip()
+        current, previous = clip.frames[index], clip.frames[index - 1]
+        backward = self.flows.flow(current, previous)
+        forward = self.flows.flow(previous, current)
+        return backward, reliability(backward, forward)

@@ -1,0 +1,294 @@
+"""Video: reading and writing clips, optical flow and its cache, warping, reliability masks, the temporal loss,
+the warping-error metric, and ``nst-lightning fit --config video`` end to end on a tiny synthetic clip."""
+
+from __future__ import annotations
+
+import sys
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from nst_lightning.cli import main
+from nst_lightning.model.losses.temporal import TemporalLoss
+from nst_lightning.plugin import OpticalFlow, hookimpl
+from nst_lightning.plugin.manager import load_plugins
+from nst_lightning.quality.temporal import WarpingError, warping_errors
+from nst_lightning.video.extra import MissingVideoExtraError, require
+from nst_lightning.video.flow import DISFlow, FlowCache
+from nst_lightning.video.io import count_frames, read_clip
+from nst_lightning.video.warp import consistent, inside, off_motion_boundary, reliability, warp
+from nst_lightning.video_data import VideoData
+
+from .conftest import CONTENT, STYLE, TINY
+from .helpers import expect_one_line_error, read_png
+
+av = pytest.importorskip("av")
+cv2 = pytest.importorskip("cv2")
+
+FRAMES, HEIGHT, WIDTH, SHIFT, FPS = 8, 48, 64, 2, 12
+
+
+def pan(frames: int = FRAMES, shift: int = SHIFT) -> list[np.ndarray]:
+    """A pan over the content photograph: frame t is a 48×64 crop ``shift·t`` px further right."""
+    photo = np.asarray(Image.open(CONTENT).convert("RGB").resize((160, 120), Image.Resampling.LANCZOS))
+    return [np.ascontiguousarray(photo[20 : 20 + HEIGHT, 8 + shift * t : 8 + shift * t + WIDTH]) for t in range(frames)]
+
+
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = FPS) -> Path:
+    """``frames`` as an H.264 file written with PyAV (nearly lossless)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=fps)
+        stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
+        stream.options = {"crf": "10"}
+        for frame in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return path
+
+
+@pytest.fixture
+def clip(tmp_path: Path) -> Path:
+    return write_clip(tmp_path / "clip.mp4", pan())
+
+
+def video_args(tmp_path: Path, video: Path, output: str, *extra: str, first: int = 2, per_frame: int = 1) -> list[str]:
+    return ["fit", "--config", "video", "--config", str(TINY), "--data.video", str(video), "--data.size", str(WIDTH),
+            "--data.style", str(STYLE), "--data.flow_cache", str(tmp_path / "flows"),
+            "--trainer.callbacks.init_args.first_frame_steps", str(first),
+            "--trainer.callbacks.init_args.steps_per_frame", str(per_frame),
+            "--trainer.default_root_dir", str(tmp_path), "--output", output, *extra]
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+
+
+def test_a_clip_is_read_with_its_frames_rate_and_size_and_a_folder_in_name_order(tmp_path, clip):
+    read = read_clip(clip)
+    assert (len(read.frames), read.fps, read.size) == (FRAMES, Fraction(FPS), (HEIGHT, WIDTH))
+    source = pan()
+    assert (read.frames[3].permute(1, 2, 0).float() - torch.from_numpy(source[3]).float()).abs().mean() < 4  # crf 10
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for t, frame in enumerate(source[:3]):  # written in reverse, read by name
+        Image.fromarray(frame).save(folder / f"f{2 - t}.png")
+    frames = read_clip(folder, long_edge=32).frames
+    assert len(frames) == 3 and tuple(frames[0].shape) == (3, 24, 32)
+    assert torch.equal(read_clip(folder).frames[0], torch.from_numpy(source[2]).permute(2, 0, 1))
+
+
+def test_a_missing_extra_is_one_line_naming_it(monkeypatch):
+    monkeypatch.setitem(sys.modules, "av", None)  # import av now raises ImportError
+    with pytest.raises(MissingVideoExtraError, match=r"pip install 'nst-lightning\[video\]'"):
+        require("av", "PyAV (av)")
+
+
+# -- warping and masks ----------------------------------------------------------------------------------------
+
+
+def test_warping_by_zero_is_the_identity_and_by_a_whole_pixel_shift_is_exact():
+    image = torch.rand(2, 3, 10, 12)
+    assert torch.allclose(warp(image, torch.zeros(1, 2, 10, 12)), image, atol=1e-6)
+    flow = torch.zeros(1, 2, 10, 12)
+    flow[:, 0] = 3  # each pixel is 3 px further right in the other image
+    assert torch.allclose(warp(image, flow)[..., :, :9], image[..., :, 3:], atol=1e-6)
+    flow = torch.zeros(1, 2, 10, 12)
+    flow[:, 1] = -2  # 2 px further up
+    assert torch.allclose(warp(image, flow)[..., 2:, :], image[..., :8, :], atol=1e-6)
+
+
+def test_a_translation_is_reliable_except_the_band_that_leaves_the_image():
+    w = torch.zeros(1, 2, 8, 16)
+    w[:, 0] = 3
+    mask = reliability(w, -w)[0, 0]
+    assert mask[:, :13].eq(1).all() and mask[:, 13:].eq(0).all()  # x + 3 > 15: out of the image
+    assert consistent(w, w)[0, 0].eq(0).all()  # the opposite flow going the same way fails the check everywhere
+
+
+def test_the_consistency_threshold_is_sundaram_s():
+    # |w + ŵ|² > 0.01 (|w|² + |ŵ|²) + 0.5 with w = 10: an error of 1 px passes (1 <= 2.31), 2 px fails (4 > 2.14)
+    w = torch.zeros(1, 2, 4, 40)
+    w[:, 0] = 10
+    assert consistent(w, -w + torch.tensor([1.0, 0]).view(1, 2, 1, 1))[..., :, :20].eq(1).all()
+    assert consistent(w, -w + torch.tensor([2.0, 0]).view(1, 2, 1, 1))[..., :, :20].eq(0).all()
+
+
+def test_a_motion_boundary_is_marked_where_the_flow_jumps():
+    w = torch.zeros(1, 2, 6, 12)
+    w[:, 0, :, 6:] = 5  # the right half moves 5 px, the left half stays
+    mask = off_motion_boundary(w)[0, 0]
+    # central differences: (5 - 0) / 2 at columns 5 and 6 → 6.25 > 0.01·|w|² + 0.002; elsewhere 0
+    assert mask[:, [5, 6]].eq(0).all()
+    assert mask[:, :5].eq(1).all() and mask[:, 7:].eq(1).all()
+    assert inside(torch.zeros(1, 2, 6, 12)).eq(1).all()
+
+
+def test_dis_recovers_a_pan_and_its_masks_mark_the_disoccluded_band():
+    frames = [torch.from_numpy(f).permute(2, 0, 1).contiguous() for f in pan(2, shift=3)]
+    backward = DISFlow().compute(frames[1], frames[0])  # frame 1's pixels were 3 px to the right in frame 0
+    forward = DISFlow().compute(frames[0], frames[1])
+    core = backward[..., 8:-8, 8:-8]
+    assert (core[:, 0] - 3).abs().mean() < 0.3 and core[:, 1].abs().mean() < 0.3
+    mask = reliability(backward, forward)[0, 0]
+    assert mask[:, -2:].mean() < 0.2  # those pixels come from outside frame 0
+    assert mask[8:-8, 8:-8].mean() > 0.9
+
+
+# -- the flow cache -------------------------------------------------------------------------------------------
+
+
+class CountingFlow(DISFlow):
+    calls = 0
+
+    def compute(self, first, second):
+        CountingFlow.calls += 1
+        return super().compute(first, second)
+
+
+def test_flows_are_cached_by_frames_method_and_size(tmp_path, clip):
+    CountingFlow.calls = 0
+
+    def flows(**kwargs):
+        data = VideoData(str(clip), str(STYLE), size=WIDTH, flow_cache=str(tmp_path / "cache"), **kwargs)
+        return [data.flow_to_previous(t) for t in range(1, data.frame_count)]
+
+    first = flows(flow=CountingFlow())
+    assert CountingFlow.calls == 2 * (FRAMES - 1)  # forward and backward for each neighbouring pair
+    again = flows(flow=CountingFlow())
+    assert CountingFlow.calls == 2 * (FRAMES - 1)  # all from the cache
+    assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1]) for a, b in zip(first, again))
+    flows(flow=CountingFlow(preset="fast"))
+    assert CountingFlow.calls == 4 * (FRAMES - 1)  # another setting, another key
+    FlowCache(CountingFlow(), tmp_path / "cache").flow(*[f.frames[0] for f in (read_clip(clip, 32),) * 2])
+    assert CountingFlow.calls == 4 * (FRAMES - 1) + 1  # another size
+
+
+class ZeroFlow(OpticalFlow):
+    def compute(self, first, second):
+        return torch.zeros(1, 2, *first.shape[-2:])
+
+
+class ZeroFlowPlugin:
+    @staticmethod
+    @hookimpl
+    def nst_register_flows(register):
+        register(ZeroFlow)
+
+
+def test_a_plugin_registers_a_flow_through_the_hook(tmp_path, clip):
+    registry = load_plugins(autoload=False, extra=[("zero_flow", ZeroFlowPlugin)]).registry
+    assert registry.names("flow") == ["DISFlow", "ZeroFlow"]
+    data = VideoData(str(clip), str(STYLE), size=WIDTH, flow=registry.classes["flow"]["ZeroFlow"](),
+                     flow_cache=str(tmp_path / "cache"))
+    flow, mask = data.flow_to_previous(1)
+    assert flow.abs().max() == 0 and mask.eq(1).all()
+
+
+# -- the temporal loss and the metric -------------------------------------------------------------------------
+
+
+def test_the_temporal_loss_is_the_masked_mean_square_by_hand():
+    term = TemporalLoss(weight=2.0)
+    image = torch.full((1, 3, 2, 2), 0.5)
+    assert term({}, image).item() == 0  # no reference yet: the first frame
+    warped = torch.zeros(1, 3, 2, 2)
+    warped[..., 0, 0] = 0.1
+    mask = torch.tensor([[[[1.0, 1.0], [0.0, 1.0]]]])
+    term.set_reference(warped, mask)
+    # 3 channels × (0.4² + 0.5² + 0.5²) over D = 3·2·2 = 12 values, times the weight 2
+    expected = 2.0 * 3 * (0.16 + 0.25 + 0.25) / 12
+    assert term({}, image).item() == pytest.approx(expected, rel=1e-6)
+    image.requires_grad_(True)
+    term({}, image).backward()
+    assert image.grad[..., 1, 0].abs().max() == 0 and image.grad[..., 0, 1].abs().min() > 0
+    big = TemporalLoss(weight=2.0)  # the same difference over a larger image: the same loss
+    big.set_reference(torch.zeros(1, 3, 8, 8))
+    small = TemporalLoss(weight=2.0)
+    small.set_reference(torch.zeros(1, 3, 2, 2))
+    assert big({}, torch.full((1, 3, 8, 8), 0.5)).item() == pytest.approx(small({}, torch.full((1, 3, 2, 2), 0.5)).item())
+
+
+def test_the_warping_error_is_zero_for_a_static_clip_and_the_masked_mean_square_otherwise():
+    metric = WarpingError()
+    frame = torch.rand(1, 3, 8, 8)
+    flow, ones = torch.zeros(1, 2, 8, 8), torch.ones(1, 1, 8, 8)
+    metric.update(frame, frame.clone(), flow, ones)
+    assert metric.compute().item() == pytest.approx(0, abs=1e-10)
+    half = torch.ones(1, 1, 8, 8)
+    half[..., 4:] = 0
+    current = torch.zeros(1, 3, 8, 8)
+    current[..., :, 4:] = 1.0  # differs only where the mask is 0
+    assert warping_errors(torch.zeros(1, 3, 8, 8), current, flow, half).item() == pytest.approx(0, abs=1e-10)
+    metric.update(torch.zeros(1, 3, 8, 8), torch.full((1, 3, 8, 8), 0.5), flow, half)
+    assert metric.compute().item() == pytest.approx(0.25 / 2)  # the mean of 0 and 0.25
+    assert float(metric.worst) == pytest.approx(0.25)
+    shifted = torch.zeros(1, 2, 8, 8)
+    shifted[:, 0] = 1  # current = previous moved 1 px left: warping brings it back exactly
+    previous = torch.rand(1, 3, 8, 8)
+    current = torch.roll(previous, -1, dims=-1)
+    assert warping_errors(previous, current, shifted, inside(shifted)).item() == pytest.approx(0, abs=1e-10)
+
+
+# -- end to end -----------------------------------------------------------------------------------------------
+
+
+def test_fit_writes_a_video_with_the_clips_frames_rate_and_size_and_a_folder_of_pngs(tmp_path, clip, capsys):
+    main(video_args(tmp_path, clip, str(tmp_path / "out.mp4")))
+    out = capsys.readouterr().out
+    assert count_frames(tmp_path / "out.mp4") == (FRAMES, Fraction(FPS), (HEIGHT, WIDTH))
+    assert "Stylized video written to" in out and "warping error" in out
+    assert not list(tmp_path.glob(".out.mp4*"))  # no temporary file left
+    flows = sorted((tmp_path / "flows").iterdir())
+    assert len(flows) == 2 * (FRAMES - 1)
+    main(video_args(tmp_path, clip, str(tmp_path / "frames") + "/"))
+    names = sorted(p.name for p in (tmp_path / "frames").iterdir())
+    assert names == [f"frame_{t:05d}.png" for t in range(FRAMES)]
+    assert tuple(read_png(tmp_path / "frames" / "frame_00007.png").shape) == (1, 3, HEIGHT, WIDTH)
+    assert sorted((tmp_path / "flows").iterdir()) == flows  # the second run computed none
+
+
+def test_the_temporal_loss_and_warm_start_make_the_clip_steadier(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", pan(4))
+    scores = {}
+    for name, extra in (("alone", ["--model.losses.temporal.init_args.weight", "0",
+                                   "--trainer.callbacks.init_args.warm_start", "false"]),
+                        ("temporal", [])):
+        main(video_args(tmp_path, clip, str(tmp_path / f"{name}.mp4"), *extra, first=8, per_frame=8))
+        scores[name] = read_clip(tmp_path / f"{name}.mp4")
+    data = VideoData(str(clip), str(STYLE), size=WIDTH, flow_cache=str(tmp_path / "flows"))
+
+    def error(read):
+        out = [read.frame(t) for t in range(4)]
+        return sum(warping_errors(out[t - 1], out[t], *data.flow_to_previous(t)).item() for t in range(1, 4)) / 3
+
+    alone, temporal = error(scores["alone"]), error(scores["temporal"])
+    assert temporal < 0.5 * alone, (temporal, alone)
+
+
+def test_bad_video_inputs_are_one_line_errors(tmp_path, capsys, clip):
+    expect_one_line_error(capsys, video_args(tmp_path, tmp_path / "missing.mp4", str(tmp_path / "out.mp4")),
+                          "missing.mp4", "does not exist", tmp_path=tmp_path)
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video at all" * 10)
+    expect_one_line_error(capsys, video_args(tmp_path, broken, str(tmp_path / "out.mp4")), "broken.mp4",
+                          "cannot be read", tmp_path=tmp_path)
+    folder = tmp_path / "sizes"
+    folder.mkdir()
+    Image.new("RGB", (64, 48)).save(folder / "a.png")
+    Image.new("RGB", (48, 64)).save(folder / "b.png")
+    expect_one_line_error(capsys, video_args(tmp_path, folder, str(tmp_path / "out.mp4")), "frame 1", "one size",
+                          tmp_path=tmp_path)
+    (tmp_path / "empty").mkdir()
+    expect_one_line_error(capsys, video_args(tmp_path, tmp_path / "empty", str(tmp_path / "out.mp4")),
+                          "without frames", tmp_path=tmp_path)
+    expect_one_line_error(capsys, video_args(tmp_path, clip, str(tmp_path / "out.gif")), "must end in .mp4",
+                          tmp_path=tmp_path)
+    (tmp_path / "taken.mp4").write_bytes(b"mine")
+    expect_one_line_error(capsys, video_args(tmp_path, clip, str(tmp_path / "taken.mp4")), "exists",
+                          "--overwrite", tmp_path=tmp_path)
+    assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
