@@ -28,6 +28,22 @@ class NstLightningError(Exception):
         super().__init__(message)
 
 
+class ComponentFault(NstLightningError):
+    """A component (backbone, loss term, optimizer; built-in or a plugin's) broke its contract while the run used it:
+    a loss of the wrong shape, a NaN from a finite image, a write into the image it reads.
+
+    Args:
+        detail: what it did, and what the contract asks instead.
+        key: the component's config key (``model.losses.mine``).
+        component: its class; the command adds the plugin that registered it.
+    """
+
+    def __init__(self, detail: str, key: str, component: type) -> None:
+        self.detail = detail
+        self.component = component
+        super().__init__(f"{key} ({component.__name__}): {detail}", key=key)
+
+
 class ConfigError(NstLightningError):
     """A command line or config that cannot run; exit status 2, as argparse's."""
 

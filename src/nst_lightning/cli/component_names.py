@@ -108,6 +108,9 @@ def check_component_names(argv: list[str], registry: Registry) -> None:
     for key, kind, path in named_components(argv):
         registered = registry.names(kind)
         short = path.rpartition(".")[2]
+        broken = registry.unavailable(kind, short)
+        if short in registry.missing[kind] and short not in registered:
+            raise UnknownComponentError(f"{key}: {broken}")
         if "." in path:
             if _importable(path):
                 continue
@@ -124,4 +127,5 @@ def check_component_names(argv: list[str], registry: Registry) -> None:
         raise UnknownComponentError(
             f"{key}: unknown {kind} {path!r}; {hint}known {PLURAL[kind]}: {', '.join(choices)} "
             "(or a full class path; 'nst-lightning plugins' lists what each plugin registers)"
+            + (f"; {broken}" if broken else "")
         )

@@ -17,7 +17,7 @@ import warnings
 from jsonargparse import ArgumentError
 
 from nst_lightning.cli.compat import dict_key_being_built
-from nst_lightning.errors import NstLightningError
+from nst_lightning.errors import ComponentFault, NstLightningError
 from nst_lightning.plugin.manager import PluginImportWarning
 from nst_lightning.plugin.registry import Registry
 
@@ -209,6 +209,13 @@ def failing_component(exc: BaseException, registry: Registry | None = None) -> t
     return found
 
 
+def component_name(cls: type, registry: Registry | None) -> str:
+    """A component's class and where it comes from: ``MyLoss from plugin 'mine'`` for a registered class, its full
+    class path for one a config named by path."""
+    owner = registry.owner_of(cls) if registry is not None else None
+    return f"{cls.__name__} from plugin {owner!r}" if owner else f"{cls.__module__}.{cls.__qualname__}"
+
+
 def describe(exc: BaseException, registry: Registry | None = None) -> str:
     """The one-line message for ``exc`` (:func:`_describe`), with a did-you-mean for a misspelt init argument."""
     message = _describe(exc, registry)
@@ -224,6 +231,9 @@ def _describe(exc: BaseException, registry: Registry | None = None) -> str:
     inside a component's code also names the class and the plugin that registered it.
     """
     for inner in _chain(exc):
+        if isinstance(inner, ComponentFault):
+            return f"{inner.key} ({component_name(inner.component, registry)}): {one_line(inner.detail)}"
+    for inner in _chain(exc):
         component = failing_component(inner, registry)
         if component is None:
             continue
@@ -231,9 +241,7 @@ def _describe(exc: BaseException, registry: Registry | None = None) -> str:
         message = one_line(str(inner))
         if isinstance(inner, (NstLightningError, ValueError)) and message:
             return message if message.startswith(key) else f"{key}: {message}"
-        owner = registry.owner_of(cls) if registry is not None else None
-        where = f"{cls.__name__} from plugin {owner!r}" if owner else cls.__name__
-        return f"{key} ({where}): {type(inner).__name__}" + (f": {message}" if message else "")
+        return f"{key} ({component_name(cls, registry)}): {type(inner).__name__}" + (f": {message}" if message else "")
     message = str(exc)
     if isinstance(exc, ArgumentError):
         return one_line(message)

@@ -27,7 +27,14 @@ from nst_lightning.model.losses.total_variation import TotalVariationLoss
 from nst_lightning.model.optimizers import ImageLBFGS, OptimizerTraits, optimizer_traits
 from nst_lightning.model.report import RunReport
 from nst_lightning.model.run_plan import RunPlan
-from nst_lightning.model.step import StepLosses, step_output
+from nst_lightning.model.step import (
+    StepLosses,
+    check_term_values,
+    own_copy,
+    step_output,
+    term_faults,
+    wrote_into,
+)
 from nst_lightning.model.targets import set_targets_per_image
 from nst_lightning.model.tiled_loss import tiled_loss_and_grad
 from nst_lightning.model.tiling import TilePlan, Tiling
@@ -315,7 +322,7 @@ class StyleTransfer(pl.LightningModule):
     def on_fit_start(self) -> None:
         self.compute_targets()
         if self.compile_mode != "off" and self.compiled_loss_terms is None:
-            self.compiled_loss_terms = torch.compile(self.loss_terms, mode=self.compile_mode)
+            self.compiled_loss_terms = torch.compile(self.terms_and_writes, mode=self.compile_mode)
         self._expect_frozen_backbone_in_eval_mode()
 
     def _expect_frozen_backbone_in_eval_mode(self) -> None:
@@ -329,24 +336,38 @@ class StyleTransfer(pl.LightningModule):
     # -- optimization -----------------------------------------------------------------------
 
     def loss_terms(self, image: Tensor) -> dict[str, Tensor]:
+        return self.terms_and_writes(image)[0]
+
+    def terms_and_writes(self, image: Tensor) -> tuple[dict[str, Tensor], dict[str, Tensor]]:
+        """Each term's value, each term reading its own copy of ``image``, and whether it wrote into it (device
+        bools; :mod:`nst_lightning.model.step`)."""
         features = self.backbone(image, self.layers)
-        return {name: term(features, image) for name, term in self.losses.items()}
+        values, wrote = {}, {}
+        for name, term in self.losses.items():
+            copy = own_copy(image)
+            values[name] = term(features, copy)
+            wrote[name] = wrote_into(copy, image)
+        return values, wrote
 
     def training_step(self, batch: Tensor, batch_idx: int) -> dict:
         """One evaluation of the loss. Returns ``{"loss": total, "terms": {name: per-image values}}`` (see
         :mod:`nst_lightning.model.step`), the same on the tiled and the untiled path."""
         plan = self.tile_plan(self.image)
+        images = self.image.shape[0]
         if plan is None:
-            terms = (self.compiled_loss_terms or self.loss_terms)(self.image)
+            terms, wrote = (self.compiled_loss_terms or self.terms_and_writes)(self.image)
+            check_term_values(self.losses, terms, images)
             total = torch.stack([t.sum() for t in terms.values()]).sum()
         else:
             # The exact gradient computed tile by tile, returned as a loss whose value is the loss and whose
             # gradient is that gradient: the optimizer, its closure and the precision plugin work unchanged.
-            terms, grad = tiled_loss_and_grad(self.backbone, self.losses, self.image, plan)
+            wrote = {}
+            terms, grad = tiled_loss_and_grad(self.backbone, self.losses, self.image, plan, wrote)
+            check_term_values(self.losses, terms, images)
             total = torch.stack([t.sum() for t in terms.values()]).sum()
             total = total + ((self.image - self.image.detach()) * grad).sum()
-        output = step_output(total, terms, self.image.shape[0])
-        self.report.last_step = StepLosses(output["terms"])
+        output = step_output(total, terms, images, term_faults(terms, self.image, wrote))
+        self.report.last_step = StepLosses(output["terms"], output["faults"])
         if self.logs_this_step():
             self._keep_logged_losses(self.trainer.global_step + 1)
         return output

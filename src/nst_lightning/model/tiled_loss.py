@@ -29,6 +29,7 @@ from torch import Tensor
 
 from nst_lightning.model.backbones.base import Backbone
 from nst_lightning.model.losses.base import LossTerm, Window, float32_only
+from nst_lightning.model.step import own_copy, wrote_into
 from nst_lightning.model.tiling import TilePlan, tileable_terms
 
 Forward = Callable[[Tensor, Collection[str]], dict[str, Tensor]]
@@ -68,19 +69,28 @@ def sum_over_tiles(
     return totals
 
 
-def terms_statistics(terms: Mapping[str, LossTerm]) -> Statistics:
-    """Every term's :meth:`LossTerm.statistics` of one window, keyed by (term name, statistic)."""
+def terms_statistics(terms: Mapping[str, LossTerm], wrote: dict[str, Tensor] | None = None) -> Statistics:
+    """Every term's :meth:`LossTerm.statistics` of one window, keyed by (term name, statistic); each term reads its
+    own copy of the tile's pixels, and ``wrote`` (when given) gathers whether it wrote into one (device bools)."""
 
     def statistics(features: dict[str, Tensor], x: Tensor, window: Window) -> dict[tuple[str, str], Tensor]:
-        return {(name, k): v for name, term in terms.items() for k, v in term.statistics(features, x, window).items()}
+        out = {}
+        for name, term in terms.items():
+            copy = own_copy(x)
+            out.update({(name, k): v for k, v in term.statistics(features, copy, window).items()})
+            if wrote is not None:
+                wrote[name] = wrote_into(copy, x) | wrote.get(name, False)
+        return out
 
     return statistics
 
 
 def tiled_loss_and_grad(
-    backbone: Backbone | Forward, losses: Mapping[str, LossTerm], image: Tensor, plan: TilePlan
+    backbone: Backbone | Forward, losses: Mapping[str, LossTerm], image: Tensor, plan: TilePlan,
+    wrote: dict[str, Tensor] | None = None,
 ) -> tuple[dict[str, Tensor], Tensor]:
-    """Each term's loss (detached, as its ``forward`` returns it) and the gradient of their sum w.r.t. ``image``."""
+    """Each term's loss (detached, as its ``forward`` returns it) and the gradient of their sum w.r.t. ``image``.
+    Each term reads its own copy of the pixels; ``wrote`` (when given) gathers whether it wrote into one."""
     tileable_terms(list(losses.items()))
     feature_terms = {name: term for name, term in losses.items() if term.layers}
     image_terms = {name: term for name, term in losses.items() if not term.layers}
@@ -89,7 +99,7 @@ def tiled_loss_and_grad(
 
     # 1. The global statistics, without gradients.
     with torch.no_grad():
-        totals = sum_over_tiles(backbone, image.detach(), plan, layers, terms_statistics(feature_terms))
+        totals = sum_over_tiles(backbone, image.detach(), plan, layers, terms_statistics(feature_terms, wrote))
 
     # 2. The loss, and its gradient with respect to the global statistics.
     leaves = {key: v.detach().requires_grad_(v.is_floating_point()) for key, v in totals.items()}
@@ -107,16 +117,18 @@ def tiled_loss_and_grad(
 
         # Terms that read no layers: on the whole image.
         for name, term in image_terms.items():
-            x = image.detach().requires_grad_(True)
+            x = own_copy(image.detach()).requires_grad_(True)
             value = term({}, x)
             (g,) = torch.autograd.grad(value.sum(), x, allow_unused=True)
             if g is not None:
                 grad += g.float()
             values[name] = value.detach()
+            if wrote is not None:
+                wrote[name] = wrote_into(x, image)
 
         # 3. Each tile's share of the gradient.
         if dstats:
-            statistics = terms_statistics(feature_terms)
+            statistics = terms_statistics(feature_terms, wrote)
             for where, window, x, features in tile_passes(backbone, image.detach().requires_grad_(True), plan, layers):
                 with float32_only(device):
                     stats = statistics(features, x, window)

@@ -11,7 +11,7 @@ def format_plugins(plugins: Plugins) -> str:
         version = f" {info.version}" if info.version else ""
         lines.append(f"{info.name} ({info.package}{version})")
         if info.error:
-            lines.append(f"  failed to import: {info.error}")
+            lines.append(f"  {'failed to import' if info.failed_to_import else 'broken, skipped'}: {info.error}")
         for kind, names in sorted(info.components.items()):
             lines.append(f"  {kind}: {', '.join(names)}")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import difflib
 import importlib.metadata
+import inspect
 import os
 import warnings
 from collections.abc import Iterable
@@ -26,7 +27,7 @@ from dataclasses import dataclass, field
 import pluggy
 
 from nst_lightning.plugin import builtin, hookspecs
-from nst_lightning.plugin.registry import HOOKS, PluginError, Registry
+from nst_lightning.plugin.registry import HOOKS, KINDS, PluginError, Registry
 
 ENTRY_POINT_GROUP = "nst_lightning"
 
@@ -48,7 +49,9 @@ class PluginInfo:
     package: str
     version: str
     components: dict[str, list[str]] = field(default_factory=dict)
-    error: str | None = None
+    error: str | None = None  # why it is broken: "ImportError: ...", "nst_register_losses() raised ..."
+    failed_to_import: bool = False  # else its registration hook raised
+    would_provide: dict[str, list[str]] = field(default_factory=dict)  # a broken plugin's classes, by kind
 
 
 @dataclass
@@ -100,9 +103,10 @@ def load_plugins(
 ) -> Plugins:
     """Register built-ins, installed plugins and ``extra`` (name, plugin) pairs, then fill the registry.
 
-    A plugin that fails to import is reported with a warning that names it and
-    its package; the others still load. Duplicate component names raise
-    :class:`PluginError` naming both plugins.
+    A plugin that fails to import, or whose registration hook raises, is reported with a warning that names
+    it and its package, and skipped (nothing it registered is kept); the others still load, and the registry
+    knows the names a broken plugin would have provided (:meth:`Registry.unavailable`). Duplicate component
+    names raise :class:`PluginError` naming both plugins.
     """
     if autoload is None:
         autoload = not _truthy(os.environ.get(DISABLE_AUTOLOAD_ENV))
@@ -122,13 +126,8 @@ def load_plugins(
             try:
                 plugin = ep.load()
             except Exception as exc:
-                plugin_info.error = f"{type(exc).__name__}: {exc}"
-                warnings.warn(
-                    f"plugin {ep.name!r} from package {package} {dist.version} failed to import "
-                    f"({plugin_info.error}); its components are unavailable",
-                    PluginImportWarning,
-                    stacklevel=2,
-                )
+                plugin_info.error, plugin_info.failed_to_import = f"{type(exc).__name__}: {exc}", True
+                warn_broken(plugin_info, f"failed to import ({plugin_info.error})")
                 continue
             pm.register(plugin, name=ep.name)
 
@@ -141,20 +140,63 @@ def load_plugins(
     check_hook_names(pm)
     check_unmarked_hooks(pm)
     registry = Registry()
-    for kind, hook_name in HOOKS.items():
-        hook = getattr(pm.hook, hook_name)
-        for impl in hook.get_hookimpls():
-            owner = pm.get_name(impl.plugin) or str(impl.plugin)
-
-            def register(cls: type, _kind: str = kind, _owner: str = owner) -> type:
-                registry.register(_kind, cls, _owner)
-                listed = info[_owner].components.setdefault(_kind, [])
-                if cls.__name__ not in listed:  # registered twice by the same plugin: listed once
-                    listed.append(cls.__name__)
-                return cls
-
-            impl.function(register=register)
+    for kind, cls, owner in registrations(pm, info):
+        registry.register(kind, cls, owner)
+        listed = info[owner].components.setdefault(kind, [])
+        if cls.__name__ not in listed:  # registered twice by the same plugin: listed once
+            listed.append(cls.__name__)
+    for name, plugin_info in info.items():
+        if plugin_info.error:
+            registry.mark_broken(name, plugin_info.error, plugin_info.would_provide)
     return Plugins(pm, registry, info)
+
+
+def registrations(pm: pluggy.PluginManager, info: dict[str, PluginInfo]) -> list[tuple[str, type, str]]:
+    """(kind, class, plugin) for every class the hooks register, in the hooks' order. A plugin whose hook raises
+    is broken: it is reported once (:func:`warn_broken`), unregistered, and nothing it registered is kept; what it
+    would have provided (what it registered before raising, and the components its module defines) is kept in
+    its ``would_provide``."""
+    calls: list[tuple[str, type, str]] = []
+    broken: set[str] = set()
+    for kind, hook_name in HOOKS.items():
+        for impl in getattr(pm.hook, hook_name).get_hookimpls():
+            owner = pm.get_name(impl.plugin) or str(impl.plugin)
+            if owner in broken:
+                continue
+            mine: list[tuple[str, type, str]] = []
+            try:
+                impl.function(register=lambda cls, _kind=kind, _owner=owner, _mine=mine: _mine.append((_kind, cls, _owner))
+                              or cls)
+            except Exception as exc:
+                broken.add(owner)
+                plugin_info = info.setdefault(owner, PluginInfo(owner, "", ""))
+                plugin_info.error = f"{hook_name}() raised {type(exc).__name__}: {exc}"
+                provided = [(k, c) for k, c, o in calls + mine if o == owner] + defined_components(impl.plugin)
+                for k, cls in provided:
+                    names = plugin_info.would_provide.setdefault(k, [])
+                    if cls.__name__ not in names:
+                        names.append(cls.__name__)
+                warn_broken(plugin_info, f"is broken: {plugin_info.error}")
+                pm.unregister(impl.plugin)
+                continue
+            calls += mine
+    return [(kind, cls, owner) for kind, cls, owner in calls if owner not in broken]
+
+
+def defined_components(plugin: object) -> list[tuple[str, type]]:
+    """(kind, class) of the component classes a plugin module defines itself (what it would register)."""
+    if not inspect.ismodule(plugin):
+        return []
+    return [(kind, value) for value in vars(plugin).values() for kind, base in KINDS.items()
+            if inspect.isclass(value) and issubclass(value, base) and value is not base
+            and value.__module__ == plugin.__name__]
+
+
+def warn_broken(plugin: PluginInfo, why: str) -> None:
+    """The one warning line for a plugin that is skipped: ``plugin 'name' from package P V <why>; ...``."""
+    source = f" from package {plugin.package} {plugin.version}".rstrip() if plugin.package else ""
+    warnings.warn(f"plugin {plugin.name!r}{source} {why}; it is skipped and its components are unavailable",
+                  PluginImportWarning, stacklevel=3)
 
 
 def check_hook_names(pm: pluggy.PluginManager) -> None:
@@ -196,4 +238,4 @@ def check_unmarked_hooks(pm: pluggy.PluginManager) -> None:
 
 
 class PluginImportWarning(UserWarning):
-    """An installed plugin could not be imported."""
+    """An installed plugin could not be imported, or its registration hook raised: it is skipped."""

@@ -38,6 +38,9 @@ class Registry:
 
     classes: dict[str, dict[str, type]] = field(default_factory=lambda: {k: {} for k in KINDS})
     owners: dict[str, dict[str, str]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    # names a broken plugin would have registered: kind -> name -> (plugin, why it is broken)
+    missing: dict[str, dict[str, tuple[str, str]]] = field(default_factory=lambda: {k: {} for k in KINDS})
+    broken: dict[str, str] = field(default_factory=dict)  # every broken plugin -> why
 
     def register(self, kind: str, cls: type, owner: str) -> type:
         base = KINDS[kind]
@@ -62,6 +65,25 @@ class Registry:
         self.classes[kind][name] = cls
         self.owners[kind][name] = owner
         return cls
+
+    def mark_broken(self, plugin: str, error: str, would_provide: dict[str, list[str]]) -> None:
+        """``plugin`` is broken (``error``) and skipped; it would have registered ``would_provide`` (by kind)."""
+        self.broken[plugin] = error
+        for kind, names in would_provide.items():
+            for name in names:
+                if name not in self.classes[kind]:
+                    self.missing[kind][name] = (plugin, error)
+
+    def unavailable(self, kind: str, name: str) -> str | None:
+        """Why ``name`` is not a usable ``kind``, when a broken plugin is to blame: ``plugin 'x' ... is broken
+        (...)`` for a name it would have registered, or a note listing the broken plugins; None when none is."""
+        if name in self.missing[kind]:
+            plugin, error = self.missing[kind][name]
+            return f"{kind} {name!r} is from plugin {plugin!r}, which is broken and skipped ({error})"
+        if self.broken:
+            listed = "; ".join(f"{plugin!r}: {error}" for plugin, error in self.broken.items())
+            return f"broken plugins were skipped, which may provide it ({listed})"
+        return None
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.classes[kind])

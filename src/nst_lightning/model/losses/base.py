@@ -126,6 +126,7 @@ class LossTerm(nn.Module, abc.ABC):
     supports_sample_weights: ClassVar[bool] = False
     tileable: ClassVar[bool] = False
     reads_content: ClassVar[bool] = True  # whether set_targets reads Targets.content
+    config_key: str  # set by the model that uses the term, model.losses.<name>: what errors about it name
 
     def __init__(self, weight: float = 1.0, layers: Sequence[str] = ()) -> None:
         super().__init__()
