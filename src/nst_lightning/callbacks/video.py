@@ -84,6 +84,9 @@ class VideoFrames(pl.Callback):
         return max(k for k, start in enumerate(self.starts[:-1]) if step >= start)
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.global_step > 0:  # the frames already written and the previous output are not in a checkpoint
+            raise ConfigError("resuming a video run is not supported yet: run it again without --ckpt_path",
+                              key="--ckpt_path")
         self.index, self.finished, self.previous, self.scores = -1, -1, None, VideoScores()
         self._enter(trainer, pl_module, self.frame_at(trainer.global_step))
 

@@ -67,6 +67,7 @@ FIT_OPTIONS = [
     ("--data.content FILE", "the content image (a path or sample:NAME)"),
     ("--data.style FILE|[FILES]", "the style image, or a list of them"),
     ("--data.size PX", "the output's long edge"),
+    ("--data.video CLIP", "stylize a video file or a folder of frames (--config video; docs/video.md)"),
     ("--data.style_scale X", "the style images' size relative to the output's"),
     ("--output FILE.png", "where the image goes (never replaced without --overwrite)"),
     ("--overwrite", "replace an existing output"),
@@ -90,7 +91,7 @@ def short_fit_help(registry) -> str:
              "of them (Lightning's Trainer included). Reference: docs/usage.md.", "", "options:"]
     lines += [f"  {flag:<42} {text}" for flag, text in FIT_OPTIONS]
     lines += ["", "components (by short name; 'nst-lightning plugins' shows which plugin adds which):"]
-    for kind, plural in (("backbone", "backbones"), ("loss", "losses"), ("optimizer", "optimizers")):
+    for kind, plural in (("backbone", "backbones"), ("loss", "losses"), ("optimizer", "optimizers"), ("flow", "flows")):
         lines.append(f"  {plural + ':':<12} {', '.join(registry.names(kind))}")
     return "\n".join(lines)
 
