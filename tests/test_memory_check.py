@@ -3,6 +3,7 @@ refusal of a run that cannot fit, before anything large is allocated."""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -25,6 +26,7 @@ from nst_lightning.model import run_plan
 from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.memory_estimate import (
     FIXED_BYTES,
+    CostModel,
     estimate_bytes,
     estimate_parts,
     largest_fitting_size,
@@ -154,6 +156,43 @@ def test_a_run_that_fits_is_not_refused(tmp_path, monkeypatch):
     assert (tmp_path / "out.png").exists()
 
 
+def test_style_images_too_large_for_memory_are_refused_naming_style_scale(tmp_path, monkeypatch):
+    """--data.style_scale 10 on a 64 px run: the step is small, but making the style targets sends 640 px style
+    images through the backbone. The pre-check counts those passes and names data.style_scale with what fits."""
+    budget = 300 * 2**20
+    monkeypatch.setattr(run_plan, "available_bytes", lambda device: budget)
+    cli = build_cli(fit_args(tmp_path, 64, "--data.style_scale", "10")[1:], run=False)
+    with pytest.raises(memory_check.InsufficientMemoryError) as error:
+        memory_check.check_memory(cli.model, cli.datamodule, torch.device("cpu"))
+    assert error.value.key == "data.style_scale"
+    message = str(error.value)
+    assert message.startswith("data.style_scale: making the style targets at --data.style_scale 10 (640 px style "
+                              "images) needs about ")
+    assert "but cpu has 300 MiB available" in message
+    scale = float(message.split("the largest that fits is --data.style_scale ")[1])
+    assert 1 < scale < 10
+    plan, shape = cli.model.plan, memory_check.content_shape(cli.datamodule, 64)
+    assert plan.target_bytes(*shape) > budget > plan.cost.step_bytes(*shape, 1, plan.optimizer_vectors)
+    at = {s: build_cli(fit_args(tmp_path, 64, "--data.style_scale", str(s))[1:], run=False) for s in (scale, scale + 0.05)}
+    for s, fitted in at.items():
+        fitted.model.make_plan(fitted.datamodule.style_count, s, "cpu")
+    assert at[scale].model.plan.target_bytes(*shape) <= budget < at[scale + 0.05].model.plan.target_bytes(*shape)
+    memory_check.check_memory(at[scale].model, at[scale].datamodule, torch.device("cpu"))  # no error
+
+
+def test_the_style_passes_grow_with_the_style_scale_squared(vgg_layers):
+    cost = CostModel(tuple(vgg_layers), frozenset({"relu1_1", "relu3_1", "relu5_1"}), style_scale=1.0)
+    double = dataclasses.replace(cost, style_scale=2.0)
+    assert double.style_pass_bytes(100, 100) == pytest.approx(4 * cost.style_pass_bytes(100, 100), rel=1e-6)
+    two_styles = dataclasses.replace(cost, styles=2)
+    # a forward pass without gradients keeps less than the step's forward and backward
+    assert cost.style_pass_bytes(100, 100) < cost.pass_bytes(100, 100)
+    assert two_styles.style_pass_bytes(100, 100) > cost.style_pass_bytes(100, 100)
+    assert cost.run_bytes(100, 100, 1, 3) == cost.step_bytes(100, 100, 1, 3)  # at scale 1 the step is the peak
+    large = dataclasses.replace(cost, style_scale=6.0)
+    assert large.run_bytes(100, 100, 1, 3) == large.target_bytes(100, 100, 1) > large.step_bytes(100, 100, 1, 3)
+
+
 # -- calibration: the estimate against the peak memory of real runs -------------------------------------
 
 def _benchmark_module(name: str):  # noqa: ANN202
@@ -187,3 +226,10 @@ def test_the_estimate_is_within_25_percent_of_a_real_runs_peak(tmp_path, size, o
     peak, estimate = measured_peak(tmp_path, size, *extra)
     assert peak > 100 * 2**20  # the run did allocate its activations
     assert 0.75 <= estimate / peak <= 1.25, (size, peak / 2**20, estimate / 2**20)
+
+
+@pytest.mark.skipif(not os.access("/proc/self/clear_refs", os.W_OK), reason="needs Linux's peak-RSS reset")
+def test_the_estimate_counts_large_style_images_within_25_percent(tmp_path):
+    """A 64 px run with --data.style_scale 8: its peak is making the 512 px style targets, not its steps."""
+    peak, estimate = measured_peak(tmp_path, 64, "--data.style_scale", "8", "--model.optimizer", "ImageAdam")
+    assert 0.75 <= estimate / peak <= 1.25, (peak / 2**20, estimate / 2**20)

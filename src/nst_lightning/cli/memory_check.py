@@ -55,6 +55,15 @@ def check_memory(model: StyleTransfer, data: StyleTransferData, device: torch.de
     if model.tiling.memory_budget is not None and model.tiling.mode != "off":
         plan.tile_choice(height, width)  # the user's budget binds: its TilingError names model.tiling.memory_budget
     available = plan.budget
+    if plan.style_bound(height, width):
+        scale = plan.largest_style_scale(height, width)
+        edge = round(data.size * data.style_scale)
+        raise InsufficientMemoryError(
+            f"making the style targets at --data.style_scale {data.style_scale:g} ({edge} px style images) needs about "
+            f"{_gb(plan.target_bytes(height, width))} of memory, but {device.type} has {_gb(available)} available; "
+            + (f"the largest that fits is --data.style_scale {scale:g}" if scale else "no style_scale fits"),
+            key="data.style_scale",
+        )
 
     def at(edge: int, checkpointing: bool | None = None) -> int:
         return plan.run_bytes(*content_shape(data, edge), checkpointing=checkpointing)

@@ -11,6 +11,9 @@ libraries and the backbone's weights):
 - **backward**: the gradients in flight, about twice the largest feature map;
 - **targets and images**: the content image, the style images (``style_scale`` times the size),
   the image being optimized and its gradient, and the content layers' target features;
+- **style passes** (:meth:`CostModel.target_bytes`): making the style targets sends each style image forward
+  through the backbone at ``style_scale`` times the size; with a large ``style_scale`` that, not the step,
+  is the run's peak;
 - **optimizer state**: L-BFGS keeps ``2 * history_size + 4`` image-sized vectors, Adam 3, SGD 2.
 
 Everything scales with the pixel count and the batch, so the figure is linear in ``height * width``.
@@ -202,8 +205,40 @@ class CostModel:
         parts = self._parts(height, width, batch, vectors, self.styles)
         return int((parts["images"] + parts["targets"]) * OVERHEAD + parts["optimizer"])
 
-    def run_bytes(self, height: int, width: int, batch: int, vectors: int) -> int | None:
-        """The untiled run's peak, as :func:`estimate_bytes`; None without the backbone's layers."""
+    def step_bytes(self, height: int, width: int, batch: int, vectors: int) -> int | None:
+        """The untiled optimization step's peak, as :func:`estimate_bytes`; None without the backbone's layers."""
         if not self.layers:
             return None
         return self.pass_bytes(height, width, batch) + self.state_bytes(height, width, batch, vectors) + FIXED_BYTES
+
+    def style_pass_bytes(self, height: int, width: int) -> int:
+        """The style targets' passes for a ``height``×``width`` content, untiled: each style image, ``style_scale``
+        times the content's size, goes forward through the backbone without gradients; the requested layers'
+        outputs of every style are kept until the targets are made, plus the two largest feature maps in flight."""
+        if not self.layers:
+            return 0
+        pixels = height * width * self.style_scale**2
+        deepest = max((i for i, layer in enumerate(self.layers) if layer.name in self.requested),
+                      default=len(self.layers) - 1)
+        used = self.layers[: deepest + 1]
+        maps = [layer.channels * pixels / layer.stride**2 * FLOAT32 for layer in used]
+        kept = sum(size for layer, size in zip(used, maps) if layer.name in self.requested)
+        # a layer that keeps nothing for the backward pass works in place (ReLU): only the others allocate
+        in_flight = max((a + b for layer, a, b in zip(used, [3 * pixels * FLOAT32, *maps], maps) if layer.keeps),
+                        default=0.0)
+        return int(kept * self.styles + in_flight)  # no backward: none of the step's temporaries (OVERHEAD)
+
+    def target_bytes(self, height: int, width: int, batch: int) -> int | None:
+        """The peak while the targets are made untiled (before the optimizer keeps anything): the images, the
+        content targets and the style passes; None without the backbone's layers."""
+        if not self.layers:
+            return None
+        return self.style_pass_bytes(height, width) + self.state_bytes(height, width, batch, 0) + FIXED_BYTES
+
+    def run_bytes(self, height: int, width: int, batch: int, vectors: int) -> int | None:
+        """The untiled run's peak: its steps, or making its targets when the style images are the larger
+        (:meth:`step_bytes`, :meth:`target_bytes`); None without the backbone's layers."""
+        step = self.step_bytes(height, width, batch, vectors)
+        if step is None:
+            return None
+        return max(step, self.target_bytes(height, width, batch) or 0)

@@ -15,6 +15,7 @@ One place owns:
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 
 import torch
@@ -128,18 +129,42 @@ class RunPlan:
             self._choices[key] = choice
         return self._choices[key]
 
+    def target_bytes(self, height: int, width: int) -> int | None:
+        """The peak while the targets are made untiled: the style images' passes at ``style_scale`` (None when the
+        backbone does not describe its layers)."""
+        return self.cost.target_bytes(height, width, self.images)
+
+    def style_bound(self, height: int, width: int) -> bool:
+        """Whether making the style targets, not the steps, is what the untiled run cannot fit."""
+        target = self.target_bytes(height, width)
+        step = self.cost.step_bytes(height, width, self.images, self.optimizer_vectors)
+        return target is not None and step is not None and target > max(step, self.budget)
+
+    def largest_style_scale(self, height: int, width: int) -> float:
+        """The largest ``style_scale`` (to 0.05, at most the run's) whose untiled targets fit the budget; 0 if none."""
+        low, high = 0, int(self.cost.style_scale * 20)
+        while low < high:  # the largest k with target_bytes at style_scale k / 20 <= budget
+            mid = (low + high + 1) // 2
+            cost = dataclasses.replace(self.cost, style_scale=mid / 20)
+            if (cost.target_bytes(height, width, self.images) or 0) <= self.budget:
+                low = mid
+            else:
+                high = mid - 1
+        return low / 20
+
     def fits(self, height: int, width: int) -> bool:
-        """Whether the run fits the budget at this size, whole or in tiles."""
+        """Whether the run fits the budget at this size, whole or in tiles (its style images are cut with the
+        content's tiles; an untiled run makes its style targets whole)."""
         run = self.run_bytes(height, width)
         if run is None or run <= self.budget:
             return True
         if self.tiling.mode == "off" or not isinstance(self.geometry, TileGeometry):
             return False
         try:
-            self.tile_choice(height, width)
+            choice = self.tile_choice(height, width)
         except TilingError:
             return False
-        return True
+        return choice.tile_size is not None or not self.style_bound(height, width)
 
     def tile_plan(self, height: int, width: int, choice_for: tuple[int, int] | None = None) -> TilePlan | None:
         """The tiles of a ``height``×``width`` image (None: it runs whole), with the tile size chosen for an
