@@ -1,8 +1,8 @@
 """What one training step computed: the contract between ``StyleTransfer.training_step`` and everything that
 reads a step's losses (the stopping rule, the progress bar, logging, a sweep's final losses).
 
-``training_step`` returns ``{"loss": total, "terms": {name: per-image values}}`` on both paths, tiled and
-untiled. Lightning hands that dict, detached, to every callback's ``on_train_batch_end`` as ``outputs``;
+``training_step`` returns ``{"loss": total, "terms": {name: per-image values}, "faults": {name: flags}}`` on both
+paths, tiled and untiled. Lightning hands that dict, detached, to every callback's ``on_train_batch_end`` as ``outputs``;
 :func:`step_losses` reads it back as a :class:`StepLosses`. Nothing listens on the loss terms' ``forward``
 (the tiled path never calls it).
 
