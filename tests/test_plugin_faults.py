@@ -8,6 +8,7 @@ import warnings
 import pytest
 import torch
 
+from nst_lightning.callbacks.nonfinite_guard import LossTermFault
 from nst_lightning.cli import main
 from nst_lightning.errors import ComponentFault
 from nst_lightning.model.losses.content import ContentLoss
@@ -147,19 +148,33 @@ def test_an_image_that_diverges_keeps_the_learning_rate_message(faulty, tmp_path
     assert "Lower the learning rate" in line and "model.losses" not in line
 
 
-@pytest.mark.parametrize(("cls", "extra"), [
+WRITERS = [
     ("DataWriter", ()),
     ("InPlaceWriter", ()),
     ("TiledTerm", ("--model.losses.mine.init_args.fault", "write", *TILED)),
-])
-def test_a_term_that_writes_into_the_image_is_named_and_the_image_is_intact(faulty, tmp_path, capsys, cls, extra):
-    line = one_line(capsys, tmp_path, "--model.losses.mine", cls, *QUICK, "--trainer.max_steps", "2",
-                    "--model.optimizer", "ImageAdam", "--model.optimizer.init_args.lr", "0.0", *extra)
+]
+STILL = ("--trainer.max_steps", "2", "--model.optimizer", "ImageAdam", "--model.optimizer.init_args.lr", "0.0")
+
+
+@pytest.mark.parametrize(("cls", "extra"), WRITERS)
+def test_a_term_that_writes_into_the_image_is_named(faulty, tmp_path, capsys, cls, extra):
+    line = one_line(capsys, tmp_path, "--model.losses.mine", cls, *QUICK, *STILL, *extra)
     assert line.startswith(f"model.losses.mine ({cls} from plugin 'faulty'): wrote into the image it reads (in place, "
                            "or through .data) by step 2; "), line
     saved = line.rpartition(" is saved to ")[2]
-    content = read_png(saved)
-    assert content.mean() > 0.2  # the content image, not black: the write never reached it
+    assert read_png(saved).mean() > 0.2  # the content image, not black
+
+
+@pytest.mark.parametrize(("cls", "extra"), [WRITERS[0], WRITERS[2]])
+def test_the_optimized_image_never_sees_a_terms_write(faulty, tmp_path, cls, extra):
+    from nst_lightning.cli.fit import build_cli
+
+    load_plugins()
+    cli = build_cli(fit_args(tmp_path, "--model.losses.mine", cls, *QUICK, *STILL, *extra)[1:], run=False)
+    with pytest.raises(LossTermFault, match=r"^model.losses.mine \(" + cls):
+        cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    # The learning rate is 0: the image is the content image still, not the black one the term wrote.
+    assert torch.equal(cli.model.image.detach(), cli.model.content_image) and cli.model.image.mean() > 0.2
 
 
 def test_a_terms_copy_of_the_image_carries_gradients_and_tells_of_writes():
