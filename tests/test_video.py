@@ -245,26 +245,26 @@ def test_fit_writes_a_video_with_the_clips_frames_rate_and_size_and_a_folder_of_
     assert not list(tmp_path.glob(".out.mp4*"))  # no temporary file left
     flows = sorted((tmp_path / "flows").iterdir())
     assert len(flows) == 2 * (FRAMES - 1)
-    main(video_args(tmp_path, clip, str(tmp_path / "frames") + "/"))
+    main(video_args(tmp_path, clip, str(tmp_path / "frames") + "/", "--data.max_frames", "3"))
     names = sorted(p.name for p in (tmp_path / "frames").iterdir())
-    assert names == [f"frame_{t:05d}.png" for t in range(FRAMES)]
-    assert tuple(read_png(tmp_path / "frames" / "frame_00007.png").shape) == (1, 3, HEIGHT, WIDTH)
+    assert names == [f"frame_{t:05d}.png" for t in range(3)]
+    assert tuple(read_png(tmp_path / "frames" / "frame_00002.png").shape) == (1, 3, HEIGHT, WIDTH)
     assert sorted((tmp_path / "flows").iterdir()) == flows  # the second run computed none
 
 
 def test_the_temporal_loss_and_warm_start_make_the_clip_steadier(tmp_path):
-    clip = write_clip(tmp_path / "clip.mp4", pan(4))
+    clip = write_clip(tmp_path / "clip.mp4", pan(3))
     scores = {}
     for name, extra in (("alone", ["--model.losses.temporal.init_args.weight", "0",
                                    "--trainer.callbacks.init_args.warm_start", "false"]),
                         ("temporal", [])):
-        main(video_args(tmp_path, clip, str(tmp_path / f"{name}.mp4"), *extra, first=8, per_frame=8))
+        main(video_args(tmp_path, clip, str(tmp_path / f"{name}.mp4"), *extra, first=6, per_frame=4))
         scores[name] = read_clip(tmp_path / f"{name}.mp4")
     data = VideoData(str(clip), str(STYLE), size=WIDTH, flow_cache=str(tmp_path / "flows"))
 
     def error(read):
-        out = [read.frame(t) for t in range(4)]
-        return sum(warping_errors(out[t - 1], out[t], *data.flow_to_previous(t)).item() for t in range(1, 4)) / 3
+        out = [read.frame(t) for t in range(3)]
+        return sum(warping_errors(out[t - 1], out[t], *data.flow_to_previous(t)).item() for t in range(1, 3)) / 2
 
     alone, temporal = error(scores["alone"]), error(scores["temporal"])
     assert temporal < 0.5 * alone, (temporal, alone)

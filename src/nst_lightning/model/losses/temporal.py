@@ -24,7 +24,7 @@ class TemporalLoss(LossTerm):
     supports_sample_weights = True
     reads_content = False
 
-    def __init__(self, weight: float = 100.0) -> None:
+    def __init__(self, weight: float = 10.0) -> None:
         super().__init__(weight, ())
         self.register_buffer("warped", None, persistent=False)
         self.register_buffer("reliable", None, persistent=False)
