@@ -114,3 +114,21 @@ def test_a_lock_that_cannot_be_written_is_not_left_behind(tmp_path, monkeypatch)
     assert not RunFiles(out).lock.exists()
     with OutputClaim(out, RunFiles(out).lock):  # free for the next run
         assert RunFiles(out).lock.exists()
+
+
+def test_a_full_disk_at_the_log_keeps_the_image_and_says_where(tmp_path, spare, capsys, monkeypatch):
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    def full(self, metrics, step=None):  # the losses of a step (not the hyperparameters, logged before the run)
+        if "loss/total" in metrics:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(Path(self.log_dir) / "events.out.tfevents.x"))
+
+    monkeypatch.setattr(TensorBoardLogger, "log_metrics", full)
+    with pytest.raises(SystemExit) as exit_info:
+        main(fit_args(tmp_path, "--trainer.logger", "true", "--trainer.max_steps", "2"))
+    assert exit_info.value.code == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-2] == f"nst-lightning: the run's image is saved to {tmp_path / 'out.png'}"
+    assert lines[-1].startswith("nst-lightning: error: OSError: [Errno 28] No space left on device: ")
+    assert str(tmp_path / "out.run" / "events.out.tfevents.x") in lines[-1]
+    assert read_png(tmp_path / "out.png").shape == (1, 3, 24, 32) and leftovers(tmp_path) == []

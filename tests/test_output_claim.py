@@ -207,7 +207,8 @@ def test_a_sweep_never_replaces_a_file_its_manifest_does_not_list(tmp_path, caps
         main(args)
     err = capsys.readouterr().err
     assert exit_info.value.code == 1
-    assert f"1 point(s) would replace a file that is not this sweep's (not in its manifest), the first {str(theirs)!r}" in err
+    assert (f"the sweep would replace 1 file(s) in --output_dir that are not this sweep's (not in its manifest), "
+            f"the first {str(theirs)!r}") in err
     assert "--overwrite" in err and theirs.read_bytes() == b"the user's file"
 
     main([*args, "--overwrite"])
@@ -219,3 +220,56 @@ def test_a_sweep_never_replaces_a_file_its_manifest_does_not_list(tmp_path, caps
         {**p, "status": "failed"} for p in manifest["points"]]}))
     main(args)
     assert "2 to run" in capsys.readouterr().out
+
+
+def sweep_args(out: Path) -> list[str]:
+    return ["sweep", "--config", str(DEFAULT), "--output_dir", str(out), "--set", "model.losses.style.init_args.weight=10,30",
+            "--set", "data.size=32", "--set", "trainer.max_steps=1", "--set", "model.backbone.init_args.weights=none",
+            "--set", "model.optimizer=ImageAdam"]
+
+
+@pytest.mark.parametrize("name", ["manifest.json", "contact_sheet.png", "style.weight=30.run/interrupted.ckpt"])
+def test_a_sweep_never_replaces_the_users_manifest_contact_sheet_or_a_points_run_files(tmp_path, capsys, name):
+    out = tmp_path / "sweep"
+    (out / name).parent.mkdir(parents=True)
+    (out / name).write_text('{"mine": true}')
+    with pytest.raises(SystemExit) as exit_info:
+        main(sweep_args(out))
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 1 and f"the first {str(out / name)!r}; pass --overwrite" in line
+    assert sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()) == [name]  # nothing written
+    assert (out / name).read_text() == '{"mine": true}'
+    main([*sweep_args(out), "--overwrite"])
+    assert json.loads((out / "manifest.json").read_text())["points"][0]["status"] == "done"
+
+
+def test_a_second_sweep_into_the_same_folder_is_refused_and_sigterm_leaves_no_temporary_file(tmp_path, capsys,
+                                                                                              monkeypatch):
+    out = tmp_path / "sweep"
+    other = OutputClaim(out / "manifest.json", out / ".manifest.json.lock")
+    other.acquire()  # a sweep running there now
+    with pytest.raises(SystemExit) as exit_info:
+        main(sweep_args(out))
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert exit_info.value.code == 1
+    assert line.startswith(f"nst-lightning: error: --output_dir {str(out / 'manifest.json')!r} is being written by "
+                           f"process {os.getpid()} ")
+    assert sorted(p.name for p in out.iterdir()) == [".manifest.json.lock"]  # nothing else written
+    other.release()
+
+    import nst_lightning.sweep.manifest as manifest
+
+    dump = json.dump
+
+    def terminated(data, f, **kwargs):  # SIGTERM while the manifest's temporary file is half written
+        f.write("{")
+        os.kill(os.getpid(), signal.SIGTERM)
+        dump(data, f, **kwargs)
+
+    monkeypatch.setattr(manifest.json, "dump", terminated)
+    with pytest.raises(SystemExit) as exit_info:
+        main(sweep_args(out))
+    assert exit_info.value.code == 128 + signal.SIGTERM
+    monkeypatch.undo()
+    left = sorted(p.name for p in out.iterdir())
+    assert not [n for n in left if n.endswith((".tmp", ".lock"))], left

@@ -133,6 +133,12 @@ SNAPSHOT_PATTERN = re.compile(r"step(\d{5,})\.png")
 TEMPORARY_EXTRA = len(".") + len(".XXXXXXXX.tmp")
 
 
+def lock_of(path: str | os.PathLike) -> Path:
+    """The lock file of ``path`` (:class:`~nst_lightning.claims.OutputClaim`): ``.<name>.lock`` beside it."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
 class RunFiles:
     """Every file one run may write, named from ``--output``: the one place that names them, and the check,
     before the run, that none of them is a file the run may not replace.
@@ -157,7 +163,7 @@ class RunFiles:
         self.output = Path(output)
         self.option = option
         self.folder = self.output.with_name(f"{self.output.stem}{RUN_FOLDER_SUFFIX}")
-        self.lock = self.output.with_name(f".{self.output.name}.lock")
+        self.lock = lock_of(self.output)
         self.checkpoint = self.folder / "last.ckpt"
         self.interrupted_image = self.folder / "interrupted.png"
         self.interrupted_checkpoint = self.folder / "interrupted.ckpt"
@@ -280,7 +286,7 @@ class RunFiles:
 
 def check_name_lengths(output: Path, option: str = "--output") -> None:
     """Every name derived from ``output`` fits the filesystem's limit on a file name, checked before the run: a
-    name that is too long would otherwise fail at the first snapshot or at Ctrl-C, naming an internal file."""
+    name that is too long would otherwise fail at the final write, naming a temporary file."""
     try:
         limit = os.pathconf(output.parent if output.parent.is_dir() else ".", "PC_NAME_MAX")
     except (OSError, ValueError):

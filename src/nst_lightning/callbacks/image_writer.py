@@ -10,6 +10,7 @@ was not written yet, else to the system's temporary folder, and the one-line err
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -140,9 +141,10 @@ class ImageWriter(pl.Callback):
         # A disk error elsewhere (a snapshot, the checkpoint, the log): the image is not lost with it.
         if isinstance(exception, OSError) and not isinstance(exception, FileExistsError) and trainer.is_global_zero:
             failure = exception if isinstance(exception, WriteError) else None
-            if failure is None or failure.rescued is None and failure.rescue_failed is None:
-                if pl_module.image is not None:
-                    self.rescue(trainer, pl_module, failure)
+            if (failure is None or failure.rescued is None and failure.rescue_failed is None) and pl_module.image is not None:
+                saved = self.rescue(trainer, pl_module, failure)
+                if failure is None and saved is not None:  # another writer's error does not say where the image went
+                    print(f"nst-lightning: the run's image is saved to {saved}", file=sys.stderr, flush=True)
         self.release()
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import json
 import os
-from collections.abc import Callable
+import signal
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
-from nst_lightning.sweep.contact_sheet import write_contact_sheet
+from nst_lightning.claims import OutputClaim
+from nst_lightning.errors import Interrupted
+from nst_lightning.files import RunFiles, lock_of
+from nst_lightning.sweep.contact_sheet import CONTACT_SHEET, write_contact_sheet
 from nst_lightning.sweep.local import run_local
-from nst_lightning.sweep.manifest import ManifestWriter, is_finished, read_manifest
+from nst_lightning.sweep.manifest import JOURNAL, MANIFEST, ManifestWriter, is_finished, read_manifest
 from nst_lightning.sweep.naming import name_points, output_path
 from nst_lightning.sweep.planning import plan_batches
 from nst_lightning.sweep.ray_tune import run_ray
@@ -71,14 +78,36 @@ class Progress:
               flush=True)
 
 
+def sweep_files(sweep: Sweep) -> list[Path]:
+    """The files a sweep writes in its ``output_dir`` beside its points' (each point's are its run's:
+    :class:`~nst_lightning.files.RunFiles`)."""
+    return [sweep.output_dir / name for name in (MANIFEST, JOURNAL, CONTACT_SHEET)]
+
+
+def _has_own_manifest(output_dir: Path) -> bool:
+    """Whether ``output_dir`` holds a manifest a sweep wrote (a JSON object with its points), not a user's file."""
+    try:
+        data = json.loads((output_dir / MANIFEST).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(data, dict) and isinstance(data.get("points"), list)
+
+
 def check_foreign_files(sweep: Sweep, points: list[Point]) -> None:
-    """Refuse the sweep if a point would replace a file that the manifest does not list as the sweep's own."""
+    """Refuse the sweep if it would replace a file that is not its own: its manifest, journal or contact sheet
+    when the folder holds no manifest of a sweep, or a point's image or run-folder file (interrupted image and
+    checkpoint, last good image) that the manifest does not list as the sweep's."""
     listed = {record.get("output") for record in read_manifest(sweep.output_dir).values()}
-    foreign = [path for path in (output_path(sweep, p) for p in points) if path.exists() and str(path) not in listed]
+    foreign = [] if _has_own_manifest(sweep.output_dir) else [p for p in sweep_files(sweep) if p.exists()]
+    for point in points:
+        output = output_path(sweep, point)
+        if str(output) not in listed:
+            files = RunFiles(output)
+            foreign += [path for path in (output, *files.in_the_way()) if path.exists()]
     if foreign:
         raise SweepError(
-            f"{len(foreign)} point(s) would replace a file that is not this sweep's (not in its manifest), "
-            f"the first {str(foreign[0])!r}; pass --overwrite to replace them, or choose another --output_dir"
+            f"the sweep would replace {len(foreign)} file(s) in --output_dir that are not this sweep's (not in its "
+            f"manifest), the first {str(foreign[0])!r}; pass --overwrite to replace them, or choose another --output_dir"
         )
 
 
@@ -86,7 +115,35 @@ def default_workers() -> int:
     return max(1, torch.cuda.device_count())
 
 
-def run_sweep(
+@contextmanager
+def terminate_as_interrupt() -> Iterator[None]:
+    """SIGTERM ends a sweep as Ctrl-C does (:class:`~nst_lightning.errors.Interrupted`, exit status 143) rather than
+    at once, so that every ``finally`` runs: the manifest is written whole, and no temporary file or lock stays.
+    (During a point's optimization the run's own handler saves it; then this one is back.)"""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame: object) -> None:
+        raise Interrupted(signum)
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def run_sweep(sweep: Sweep, *args: Any, **kwargs: Any) -> dict[str, Record]:
+    """Run the sweep's unfinished points and return every point's record (also in the manifest)
+    (:func:`run_claimed_sweep`), with its folder claimed: a second sweep into the same ``output_dir`` is refused
+    at start, and the lock is removed on every way out."""
+    manifest = sweep.output_dir / MANIFEST
+    with terminate_as_interrupt(), OutputClaim(manifest, lock_of(manifest), option="--output_dir"):
+        return run_claimed_sweep(sweep, *args, **kwargs)
+
+
+def run_claimed_sweep(
     sweep: Sweep,
     backend: str = "local",
     max_batch: int = DEFAULT_MAX_BATCH,
@@ -98,7 +155,9 @@ def run_sweep(
 ) -> dict[str, Record]:
     """Run the sweep's unfinished points and return every point's record (also in the manifest).
 
-    A point's image never replaces a file that the manifest does not list as the sweep's own, unless ``overwrite``.
+    Nothing in ``output_dir`` that is not the sweep's own is replaced unless ``overwrite``
+    (:func:`check_foreign_files`): not a point's image or run-folder file that the manifest does not list, not
+    a user's ``manifest.json`` or ``contact_sheet.png``.
     """
     previous = read_manifest(sweep.output_dir, sweep.fixed)
     records = {p.name: previous[p.name] for p in sweep.points if is_finished(previous.get(p.name), p)}

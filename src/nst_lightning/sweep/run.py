@@ -22,7 +22,9 @@ import torch
 
 from nst_lightning.callbacks.interrupt import RunInterrupted
 from nst_lightning.callbacks.quality import quality_metadata
+from nst_lightning.claims import OutputClaim
 from nst_lightning.data import BatchedData, StyleTransferData
+from nst_lightning.files import RunFiles
 from nst_lightning.heap import release_freed_memory
 from nst_lightning.image.io import png_metadata, save_png
 from nst_lightning.plugin.manager import load_plugins
@@ -141,13 +143,16 @@ def run_together(sweep: Sweep, points: list[Point]) -> list[Record]:
     inputs = [{key: config.data.get(key) for key in ("content", *PER_IMAGE_INPUTS)} for config in configs]
     if any(i != inputs[0] for i in inputs):  # each image its own content and styles: targets per image
         cli.datamodule = BatchedData(members)
-    _fit(cli)  # the run's ImageWriter writes image 0
-    images = cli.model.output_image()  # with preserve_colour, the content's chroma for every image
-    quality = cli.model.report.quality or [None] * len(points)  # one score per image of the batch
-    for i in range(1, len(points)):
-        config = cli.parser.dump(configs[i])
-        metadata = {**png_metadata(cli.trainer.global_step, config), **quality_metadata(quality[i] or {})}
-        save_png(images[i], outputs[i], metadata)
+    with contextlib.ExitStack() as claims:  # images 1..N-1 are claimed as the run's ImageWriter claims image 0
+        for output in outputs[1:]:
+            claims.enter_context(OutputClaim(output, RunFiles(output).lock))
+        _fit(cli)  # the run's ImageWriter writes image 0
+        images = cli.model.output_image()  # with preserve_colour, the content's chroma for every image
+        quality = cli.model.report.quality or [None] * len(points)  # one score per image of the batch
+        for i in range(1, len(points)):
+            config = cli.parser.dump(configs[i])
+            metadata = {**png_metadata(cli.trainer.global_step, config), **quality_metadata(quality[i] or {})}
+            save_png(images[i], outputs[i], metadata)
     losses = final_losses(cli)
     return failed + [
         _ran(p, out, "done", start, losses=loss, quality=q, batch_size=len(points))
