@@ -38,18 +38,35 @@ def pan(frames: int = FRAMES, shift: int = SHIFT) -> list[np.ndarray]:
     return [np.ascontiguousarray(photo[20 : 20 + HEIGHT, 8 + shift * t : 8 + shift * t + WIDTH]) for t in range(frames)]
 
 
-def write_clip(path: Path, frames: list[np.ndarray], fps: int = FPS) -> Path:
-    """``frames`` as an H.264 file written with PyAV (nearly lossless)."""
+def write_clip(path: Path, frames: list[np.ndarray], fps: int = FPS, audio: bool = False) -> Path:
+    """``frames`` as an H.264 file written with PyAV (nearly lossless), with a mono AAC tone as long as the clip
+    when ``audio``."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames[0].shape[1], frames[0].shape[0], "yuv420p"
         stream.options = {"crf": "10"}
+        sound = container.add_stream("aac", rate=22050) if audio else None
         for frame in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
         for packet in stream.encode():
             container.mux(packet)
+        if sound is not None:
+            samples = (0.3 * np.sin(np.arange(22050 * len(frames) // fps) / 10)).astype(np.float32)[None]
+            for start in range(0, samples.shape[1], 1024):
+                chunk = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, start : start + 1024]), format="fltp",
+                                                   layout="mono")
+                chunk.sample_rate, chunk.pts = 22050, start
+                for packet in sound.encode(chunk):
+                    container.mux(packet)
+            for packet in sound.encode():
+                container.mux(packet)
     return path
+
+
+def audio_packets(path: Path) -> int:
+    with av.open(str(path)) as container:
+        return sum(1 for packet in container.demux(container.streams.audio[0]) if packet.size)
 
 
 @pytest.fixture
@@ -237,10 +254,12 @@ def test_the_warping_error_is_zero_for_a_static_clip_and_the_masked_mean_square_
 # -- end to end -----------------------------------------------------------------------------------------------
 
 
-def test_fit_writes_a_video_with_the_clips_frames_rate_and_size_and_a_folder_of_pngs(tmp_path, clip, capsys):
+def test_fit_writes_a_video_with_the_clips_frames_rate_size_and_audio_and_a_folder_of_pngs(tmp_path, capsys):
+    clip = write_clip(tmp_path / "clip.mp4", pan(), audio=True)
     main(video_args(tmp_path, clip, str(tmp_path / "out.mp4")))
     out = capsys.readouterr().out
     assert count_frames(tmp_path / "out.mp4") == (FRAMES, Fraction(FPS), (HEIGHT, WIDTH))
+    assert audio_packets(tmp_path / "out.mp4") == audio_packets(clip) > 5  # the sound copied as it was
     assert "Stylized video written to" in out and "warping error" in out
     assert not list(tmp_path.glob(".out.mp4*"))  # no temporary file left
     flows = sorted((tmp_path / "flows").iterdir())
