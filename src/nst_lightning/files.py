@@ -3,6 +3,11 @@
 A reader never sees a half-written file, and a failure leaves neither a partial file nor the temporary one
 behind; a write that fails names the file it was writing (:class:`WriteError`). Every name a run writes is
 made here, from ``--output``, and never leaves the output's directory or the run's folder beside it.
+
+The claim on a run's files is filelock's (:mod:`nst_lightning.claims`). The atomic write stays this module's
+own: a temporary file from :func:`tempfile.mkstemp`, then :func:`os.replace` (or, not to replace, a hard link
+that fails if the name exists) is a few lines of the standard library, and the library that packaged it
+(``atomicwrites``) is no longer maintained by its author.
 """
 
 from __future__ import annotations
