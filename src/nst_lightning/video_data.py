@@ -86,8 +86,12 @@ class VideoData(StyleTransferData):
     def flow_to_previous(self, index: int) -> tuple[Tensor, Tensor]:
         """The flow from frame ``index`` to frame ``index - 1`` (1×2×H×W: where each pixel of this frame was) and
         where it is reliable (1×1×H×W, checked against the opposite flow)."""
+        return self.flow_between(index, index - 1)
+
+    def flow_between(self, index: int, earlier: int) -> tuple[Tensor, Tensor]:
+        """The flow from frame ``index`` to frame ``earlier`` and where it is reliable (see :meth:`flow_to_previous`)."""
         clip = self.load_clip()
-        current, previous = clip.frames[index], clip.frames[index - 1]
+        current, previous = clip.frames[index], clip.frames[earlier]
         backward = self.flows.flow(current, previous)
         forward = self.flows.flow(previous, current)
         return backward, reliability(backward, forward)

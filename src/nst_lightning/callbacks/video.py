@@ -34,7 +34,7 @@ from nst_lightning.video.io import (
     existing_frames,
     is_folder_output,
 )
-from nst_lightning.video.warp import warp
+from nst_lightning.video.warp import closest_reliable, warp
 from nst_lightning.video_data import VideoData
 
 
@@ -53,18 +53,29 @@ class VideoFrames(pl.Callback):
             ``model.init``, the others from the previous output warped.
         warm_start: start each frame after the first from the previous output warped by the flow (else from
             ``model.init``, as a frame stylized alone).
+        references: the earlier frames whose outputs the ``TemporalLoss`` holds each frame to, counted back from it:
+            ``[1]`` (the default) the previous frame only; ``[1, 10, 20, 40]`` Ruder et al.'s long-term loss, each
+            pixel held by the closest of them where the flow to it is reliable.
     """
 
-    def __init__(self, steps_per_frame: int = 100, first_frame_steps: int | None = None, warm_start: bool = True) -> None:
+    def __init__(self, steps_per_frame: int = 100, first_frame_steps: int | None = None, warm_start: bool = True,
+                 references: list[int] | None = None) -> None:
         for name, value in (("steps_per_frame", steps_per_frame), ("first_frame_steps", first_frame_steps)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigValueError(f"VideoFrames: {name} must be a whole number >= 1, not {value!r}")
+        references = [1] if references is None else list(references)
+        if not references or any(isinstance(j, bool) or not isinstance(j, int) or j < 1 for j in references) \
+                or len(set(references)) != len(references):
+            raise ConfigValueError(f"VideoFrames: references must be distinct whole numbers >= 1 (frames back), "
+                                   f"not {references!r}")
         self.steps_per_frame = steps_per_frame
         self.first_frame_steps = first_frame_steps or steps_per_frame
         self.warm_start = warm_start
+        self.references = sorted(references)
         self.starts: list[int] = []
         self.index = -1
         self.finished = -1
+        self.outputs: dict[int, Tensor] = {}  # the outputs of the last max(references) frames, by index
         self.previous: Tensor | None = None  # the previous frame's output
         self.flow: tuple[Tensor, Tensor] | None = None  # the current frame's flow to the previous one, its reliability
         self.scores = VideoScores()
@@ -87,7 +98,7 @@ class VideoFrames(pl.Callback):
         if trainer.global_step > 0:  # the frames already written and the previous output are not in a checkpoint
             raise ConfigError("resuming a video run is not supported yet: run it again without --ckpt_path",
                               key="--ckpt_path")
-        self.index, self.finished, self.previous, self.scores = -1, -1, None, VideoScores()
+        self.index, self.finished, self.previous, self.outputs, self.scores = -1, -1, None, {}, VideoScores()
         self._enter(trainer, pl_module, self.frame_at(trainer.global_step))
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
@@ -118,8 +129,14 @@ class VideoFrames(pl.Callback):
             flow, reliable = (t.to(pl_module.device) for t in data.flow_to_previous(index))
             self.flow = (flow, reliable)
             warped = warp(self.previous, flow)
-            for term in temporal:
-                term.set_reference(warped, reliable)
+            if temporal:
+                references, masks = [], []
+                for j in (j for j in self.references if index - j in self.outputs):
+                    flow_j, reliable_j = (t.to(pl_module.device) for t in data.flow_between(index, index - j))
+                    references.append(warp(self.outputs[index - j], flow_j))
+                    masks.append(reliable_j)
+                for term in temporal:
+                    term.set_reference(references or None, closest_reliable(masks) if masks else None)
             content = pl_module.content_image
             image = reliable * warped + (1 - reliable) * content if self.warm_start else pl_module.initial_image()
         pl_module.image.data = image.clamp(0, 1).contiguous()
@@ -139,6 +156,9 @@ class VideoFrames(pl.Callback):
             self.scores.add_pair(self.previous, output, *self.flow)
         report_of(pl_module).finished_frame = output
         self.previous = output
+        self.outputs[self.index] = output
+        for gone in [k for k in self.outputs if k <= self.index - self.references[-1]]:
+            del self.outputs[gone]  # memory does not grow with the clip
         self.finished = self.index
 
 

@@ -68,3 +68,13 @@ def off_motion_boundary(flow: Tensor) -> Tensor:
 def reliability(flow: Tensor, opposite: Tensor) -> Tensor:
     """N×1×H×W in {0, 1}: where ``flow`` can be trusted, given the ``opposite`` flow (see the module's docstring)."""
     return inside(flow) * consistent(flow, opposite) * off_motion_boundary(flow)
+
+
+def closest_reliable(masks: list[Tensor]) -> list[Tensor]:
+    """Ruder et al.'s long-term weights: with ``masks`` the reliabilities of earlier frames, closest first, frame j's
+    weight is ``max(c_j − Σ_{k closer} c_k, 0)``, so that each pixel is held by its closest reliable frame only."""
+    weights, covered = [], None
+    for mask in masks:
+        weights.append(mask if covered is None else (mask - covered).clamp_min(0))
+        covered = mask if covered is None else covered + mask
+    return weights
