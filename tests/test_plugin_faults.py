@@ -15,7 +15,7 @@ from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.step import check_term_values, own_copy, wrote_into
 from nst_lightning.plugin.manager import PluginImportWarning, load_plugins
 
-from .conftest import fit_args
+from .conftest import DEFAULT, fit_args
 from .helpers import expect_one_line_error, read_png
 from .plugin_helpers import FakeDistribution, install_fake_distributions, write_module
 
@@ -249,3 +249,15 @@ def test_a_broken_plugin_leaves_other_commands_running_and_is_named_by_those_tha
     assert line.startswith("model.losses.mine: unknown loss 'GoneLoss'")
     assert line.endswith("; broken plugins were skipped, which may provide it ('bad': nst_register_losses() raised "
                          "RuntimeError: hook blew up; 'gone': ImportError: needs libgone)")
+
+
+def test_a_sweep_over_a_config_that_uses_a_broken_plugin_is_refused_naming_it(broken, tmp_path, capsys):
+    config, spec = tmp_path / "mine.yaml", tmp_path / "sweep.yaml"
+    config.write_text("model:\n  losses:\n    mine: {class_path: BrokenLoss}\n")
+    spec.write_text("grid:\n  model.losses.style.init_args.weight: [10, 100]\n")
+    with pytest.warns(PluginImportWarning):
+        line = expect_one_line_error(capsys, ["sweep", "--config", str(DEFAULT), "--config", str(config), "--sweep",
+                                              str(spec), "--output_dir", str(tmp_path / "out")], tmp_path=tmp_path,
+                                     code=2)
+    assert line == ("nst-lightning: error: model.losses.mine: loss 'BrokenLoss' is from plugin 'bad', which is broken "
+                    "and skipped (nst_register_losses() raised RuntimeError: hook blew up)")

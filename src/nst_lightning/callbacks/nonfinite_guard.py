@@ -60,7 +60,10 @@ class NonFiniteGuard(pl.Callback):
             self._bad |= ~torch.isfinite(loss.detach()).all()
         losses = step_losses(outputs)
         for name, faults in (losses.faults if losses is not None else {}).items():
-            self._faults[name] = self._faults[name] | faults if name in self._faults else faults.clone()
+            if name in self._faults:
+                self._faults[name] |= faults
+            else:
+                self._faults[name] = faults.clone()
         if trainer.global_step % self.check_every == 0:
             self.check(trainer, pl_module)
 

@@ -126,6 +126,8 @@ def main(args: list[str] | None = None) -> None:
         if argv[:1] == ["sweep"]:
             check_config_files(argv)
             plugins = load_plugins()
+            registry = plugins.registry
+            check_component_names(argv, registry)  # the base config's; a point's are checked as fit's are
             sweep_main(argv[1:], build_cli, describe=lambda exc: describe(exc, plugins.registry))
             return
         check_config_files(argv)
