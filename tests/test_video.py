@@ -3,6 +3,7 @@ the warping-error metric, and ``nst-lightning fit --config video`` end to end on
 
 from __future__ import annotations
 
+import signal
 import sys
 from fractions import Fraction
 from pathlib import Path
@@ -12,6 +13,7 @@ import pytest
 import torch
 from PIL import Image
 
+from nst_lightning.callbacks.interrupt import InterruptSaver
 from nst_lightning.cli import main
 from nst_lightning.model.losses.temporal import TemporalLoss
 from nst_lightning.plugin import OpticalFlow, hookimpl
@@ -327,3 +329,30 @@ def test_bad_video_inputs_are_one_line_errors(tmp_path, capsys, clip):
     expect_one_line_error(capsys, video_args(tmp_path, clip, str(tmp_path / "taken.mp4")), "exists",
                           "--overwrite", tmp_path=tmp_path)
     assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
+
+
+def test_an_interrupted_clip_goes_on_from_its_checkpoint_keeping_the_frames_it_finished(tmp_path, monkeypatch):
+    clip = write_clip(tmp_path / "clip.mp4", pan(4))
+    args = video_args(tmp_path, clip, str(tmp_path / "out.mp4"), first=2, per_frame=2)  # frames from steps 0, 2, 4, 6
+    finish_step = InterruptSaver.on_train_batch_end
+
+    def ctrl_c_at_step_5(self, trainer, *rest):
+        if trainer.global_step == 5:  # in the middle of frame 2
+            self.signum = signal.SIGINT
+        return finish_step(self, trainer, *rest)
+
+    monkeypatch.setattr(InterruptSaver, "on_train_batch_end", ctrl_c_at_step_5)
+    with pytest.raises(SystemExit) as stopped:
+        main(args)
+    assert stopped.value.code == 130
+    frames, checkpoint = tmp_path / "out.run" / "frames", tmp_path / "out.run" / "interrupted.ckpt"
+    assert sorted(p.name for p in frames.iterdir()) == ["frame_00000.png", "frame_00001.png"]
+    assert checkpoint.is_file() and not (tmp_path / "out.mp4").exists()  # no half-written video
+    kept = [read_png(frames / f"frame_0000{t}.png") for t in range(2)]
+    monkeypatch.setattr(InterruptSaver, "on_train_batch_end", finish_step)
+    main([*args, "--ckpt_path", str(checkpoint)])
+    assert count_frames(tmp_path / "out.mp4") == (4, Fraction(FPS), (HEIGHT, WIDTH))
+    assert not frames.exists() and not checkpoint.exists()  # encoded, and the interrupt's files consumed
+    written = read_clip(tmp_path / "out.mp4")
+    for t in range(2):  # the frames finished before the interrupt are the ones in the video (up to H.264's loss)
+        assert (written.frame(t) - kept[t]).abs().mean() < 0.03

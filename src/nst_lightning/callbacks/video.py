@@ -6,12 +6,15 @@ others), as ``MultiScale`` gives each scale its own: at the span's first step th
 targets are computed again, the optimizer's history is cleared, and the image starts from the previous frame's
 output warped into this frame by the optical flow (where the flow is unreliable, from the content frame). The
 ``TemporalLoss`` of the model, if it has one, is given the same warped output and the flow's reliability as its
-reference. At the span's last step the frame's output goes to the run's report (``finished_frame``), which the
+reference. At the span's last step the frame's output goes to the run's report (``finished_frames``), which the
 writer (after every user callback: ``cli.fit.run_callbacks``) writes, and it is scored: its style and content
 distances, and the warping error against the previous output (:mod:`nst_lightning.quality.temporal`).
 """
 
 from __future__ import annotations
+
+import shutil
+from pathlib import Path
 
 import lightning.pytorch as pl
 import torch
@@ -23,11 +26,12 @@ from nst_lightning.callbacks.image_writer import ImageWriter, OutputExistsError
 from nst_lightning.callbacks.multiscale import MultiScale, reset_optimizer_state
 from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.files import check_name_lengths, check_writable_directory
+from nst_lightning.image.io import load_image
 from nst_lightning.model.losses.temporal import TemporalLoss
 from nst_lightning.model.style_transfer import StyleTransfer, report_of
 from nst_lightning.quality.temporal import VideoScores
 from nst_lightning.video.io import (
-    FrameSink,
+    PNG_FRAME,
     PngFolderSink,
     VideoFileSink,
     check_video_output,
@@ -79,6 +83,7 @@ class VideoFrames(pl.Callback):
         self.previous: Tensor | None = None  # the previous frame's output
         self.flow: tuple[Tensor, Tensor] | None = None  # the current frame's flow to the previous one, its reliability
         self.scores = VideoScores()
+        self._resumed: dict | None = None  # the state a checkpoint gave, until on_train_start uses it
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         data = trainer.datamodule
@@ -94,12 +99,31 @@ class VideoFrames(pl.Callback):
     def frame_at(self, step: int) -> int:
         return max(k for k, start in enumerate(self.starts[:-1]) if step >= start)
 
+    def state_dict(self) -> dict:
+        """What a resumed run needs: the frames finished, the outputs the next frames are held to, the scores."""
+        return {"finished": self.finished, "outputs": {k: v.cpu() for k, v in self.outputs.items()},
+                "scores": self.scores.state()}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self._resumed = state_dict
+
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.global_step > 0:  # the frames already written and the previous output are not in a checkpoint
-            raise ConfigError("resuming a video run is not supported yet: run it again without --ckpt_path",
-                              key="--ckpt_path")
         self.index, self.finished, self.previous, self.outputs, self.scores = -1, -1, None, {}, VideoScores()
-        self._enter(trainer, pl_module, self.frame_at(trainer.global_step))
+        resumed, self._resumed = self._resumed, None
+        if trainer.global_step == 0 or resumed is None:
+            self._enter(trainer, pl_module, self.frame_at(trainer.global_step))
+            return
+        # A resumed run: the frames before the checkpoint's are done (the last one may still be unwritten: hand it
+        # to the writer again), and the checkpoint's frame goes on from the checkpoint's image and optimizer state.
+        self.finished = resumed["finished"]
+        self.outputs = {k: v.to(pl_module.device) for k, v in resumed["outputs"].items()}
+        self.previous = self.outputs.get(self.finished)
+        self.scores.load(resumed["scores"])
+        if self.previous is not None:
+            report_of(pl_module).finished_frames.append((self.finished, self.previous))
+        index = self.frame_at(trainer.global_step)
+        if index == self.finished + 1 and trainer.global_step > self.starts[index]:
+            self._enter(trainer, pl_module, index, keep_image=True)
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
         index = self.frame_at(trainer.global_step)
@@ -116,7 +140,8 @@ class VideoFrames(pl.Callback):
         report_of(pl_module).quality = [self.scores.summary()]
 
     @torch.no_grad()
-    def _enter(self, trainer: pl.Trainer, pl_module: StyleTransfer, index: int) -> None:
+    def _enter(self, trainer: pl.Trainer, pl_module: StyleTransfer, index: int, keep_image: bool = False) -> None:
+        """Make frame ``index`` the one optimized; ``keep_image``: a resumed run keeps its image and optimizer."""
         data: VideoData = trainer.datamodule
         pl_module.set_image_sets(data.frame_sets(index))
         temporal = [term for term in pl_module.losses.values() if isinstance(term, TemporalLoss)]
@@ -139,11 +164,13 @@ class VideoFrames(pl.Callback):
                     term.set_reference(references or None, closest_reliable(masks) if masks else None)
             content = pl_module.content_image
             image = reliable * warped + (1 - reliable) * content if self.warm_start else pl_module.initial_image()
-        pl_module.image.data = image.clamp(0, 1).contiguous()
-        pl_module.image.grad = None
+        if not keep_image:
+            pl_module.image.data = image.clamp(0, 1).contiguous()
+            pl_module.image.grad = None
         pl_module.compute_targets()
-        for optimizer in trainer.optimizers:
-            reset_optimizer_state(optimizer)
+        if not keep_image:
+            for optimizer in trainer.optimizers:
+                reset_optimizer_state(optimizer)
         self.index = index
         rank_zero_info(f"Frame {index + 1}/{len(self.starts) - 1} from step {trainer.global_step}")
 
@@ -154,7 +181,7 @@ class VideoFrames(pl.Callback):
         self.scores.add_frame(output, image_set.content, image_set.styles, image_set.style_weights)
         if self.previous is not None and self.flow is not None:
             self.scores.add_pair(self.previous, output, *self.flow)
-        report_of(pl_module).finished_frame = output
+        report_of(pl_module).finished_frames.append((self.index, output))
         self.previous = output
         self.outputs[self.index] = output
         for gone in [k for k in self.outputs if k <= self.index - self.references[-1]]:
@@ -165,54 +192,53 @@ class VideoFrames(pl.Callback):
 class VideoWriter(ImageWriter):
     """Writes the frames ``VideoFrames`` finishes: to a video file (``--output`` ending in .mp4, .mov or .mkv; H.264
     at the clip's frame rate, its audio copied) or, when ``--output`` ends with ``/``, to ``frame_00000.png``, ...
-    in that folder. Nothing is replaced without ``--overwrite true``; a video is written under a temporary name and
-    appears only when complete.
+    in that folder. A video's frames are kept as PNGs in the run's folder (``<stem>.run/frames/``) until the last
+    one is done, then encoded under a temporary name that becomes ``--output`` when complete (and the PNGs are
+    removed): an interrupted run leaves its frames for ``--ckpt_path``, never a half-written video. Nothing is
+    replaced without ``--overwrite true``.
     """
 
     def __init__(self, output: str, overwrite: bool = False, **kwargs) -> None:
         self.folder = is_folder_output(output)
         self.raw_output = output
         super().__init__(output, overwrite, **kwargs)
-        self.sink: FrameSink | None = None
+        self.frames = self.output if self.folder else self.files.folder / "frames"
+        self.sink: PngFolderSink | None = None
 
     def check_output(self, logging: bool = True) -> None:
         """Refuse the run now if it would replace a video or frames without ``--overwrite``, or another run is
-        writing them."""
+        writing them; a resumed run goes on with its own frames."""
         check_video_output(self.raw_output)
         name = f"--output {self.raw_output!r}"
-        if self.folder:
-            if self.output.exists() and not self.output.is_dir():
-                raise OutputExistsError(f"{name} is a file, not a folder")
-            frames = existing_frames(self.output)
-            if frames and not self.overwrite:
-                raise OutputExistsError(f"{name} holds {len(frames)} frames of an earlier run (the first "
-                                        f"{frames[0].name}); pass --overwrite true to replace them")
-        else:
-            if self.output.is_dir():
-                raise OutputExistsError(f"{name} is a directory")
-            if self.output.exists() and not self.overwrite:
-                raise OutputExistsError(f"{name} exists; pass --overwrite true to replace it")
+        if self.folder and self.output.exists() and not self.output.is_dir():
+            raise OutputExistsError(f"{name} is a file, not a folder")
+        if not self.folder and self.output.is_dir():
+            raise OutputExistsError(f"{name} is a directory")
+        if not self.folder and self.output.exists() and not self.overwrite:
+            raise OutputExistsError(f"{name} exists; pass --overwrite true to replace it")
+        frames = existing_frames(self.frames)
+        if frames and not self.overwrite and not self.files.resumes(self.ckpt_path):
+            where = name if self.folder else f"{name}: its run folder {str(self.frames)!r}"
+            hint = f", or go on with --ckpt_path {str(self.files.interrupted_checkpoint)!r}" \
+                if self.files.interrupted_checkpoint.is_file() else ""
+            raise OutputExistsError(f"{where} holds {len(frames)} frames of an earlier run (the first "
+                                    f"{frames[0].name}); pass --overwrite true to replace them{hint}")
         check_name_lengths(self.output)
         check_writable_directory(self.output if self.folder else self.output.parent)
         self.claim.check()
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         super().on_train_start(trainer, pl_module)
-        data = trainer.datamodule
-        if not isinstance(data, VideoData):
+        if not isinstance(trainer.datamodule, VideoData):
             raise ConfigError("a video --output needs a clip: give one with --data.video")
-        if self.folder:
-            self.sink = PngFolderSink(self.output, replace=self.overwrite, bit_depth=self.bit_depth)
-        else:
-            clip = data.load_clip()
-            audio = clip.source if clip.has_audio and data.max_frames is None else None
-            self.sink = VideoFileSink(self.output, clip.fps, replace=self.overwrite, audio_from=audio)
+        # Checked before the run: the folder is new, this run's own (a resume), or --overwrite replaces it.
+        self.sink = PngFolderSink(self.frames, replace=True, bit_depth=self.bit_depth if self.folder else 8)
 
     def _write_finished(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         report = report_of(pl_module)
-        if report.finished_frame is not None and self.sink is not None and trainer.is_global_zero:
-            self.sink.write(report.finished_frame, self.metadata(trainer, pl_module))
-            report.finished_frame = None
+        while report.finished_frames and self.sink is not None and trainer.is_global_zero:
+            index, image = report.finished_frames.pop(0)
+            self.sink.write(image, index, self.metadata(trainer, pl_module))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
@@ -220,12 +246,30 @@ class VideoWriter(ImageWriter):
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._write_finished(trainer, pl_module)
-        if self.sink is not None and trainer.is_global_zero:
-            self.written = self.sink.close()
-            self.sink = None
+        if self.sink is None or not trainer.is_global_zero:
+            return
+        self.sink = None
+        if self.folder:
+            self.written = self.output
+            return
+        data: VideoData = trainer.datamodule
+        clip = data.load_clip()
+        audio = clip.source if clip.has_audio and data.max_frames is None else None
+        self.written = encode_frames(self.frames, len(clip.frames), self.output, clip.fps, self.overwrite, audio)
+        shutil.rmtree(self.frames, ignore_errors=True)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if self.sink is not None:
-            self.sink.abort()  # no half-written video
-            self.sink = None
+        self.sink = None  # the frames written stay for a resume
         self.release()
+
+
+def encode_frames(folder: Path, count: int, output: Path, fps, replace: bool, audio: Path | None) -> Path:
+    """``frame_00000.png`` … of ``folder`` as one H.264 video (:class:`VideoFileSink`): complete or nothing."""
+    sink = VideoFileSink(output, fps, replace=replace, audio_from=audio)
+    try:
+        for index in range(count):
+            sink.write(load_image(folder / PNG_FRAME.format(index), None, "video frame"))
+        return sink.close()
+    except BaseException:
+        sink.abort()
+        raise

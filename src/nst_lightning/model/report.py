@@ -16,9 +16,9 @@ field                  written by                               read by
 ``quality``,           ``QualityReport`` at ``on_train_end``    ``ImageWriter`` (PNG text chunks; it runs
 ``metadata``                                                    after ``QualityReport``: see ``cli.fit``),
                                                                 the final line, sweeps
-``finished_frame``     ``VideoFrames`` (a frame's output, at    ``VideoWriter``, in the same hook (it runs
-                       its last step); ``quality`` in a video   after the user's callbacks: see ``cli.fit``)
-                       run
+``finished_frames``    ``VideoFrames`` (each frame's index and  ``VideoWriter``, which takes them out (it
+                       output, at its last step); ``quality``   runs after the user's callbacks: see ``cli.fit``)
+                       in a video run
 =====================  =======================================  ===========================================
 """
 
@@ -45,4 +45,4 @@ class RunReport:
     events: list[str] = field(default_factory=list)
     quality: list[dict[str, Any]] = field(default_factory=list)
     metadata: dict[str, str] = field(default_factory=dict)
-    finished_frame: Tensor | None = None
+    finished_frames: list[tuple[int, Tensor]] = field(default_factory=list)

@@ -84,6 +84,16 @@ class VideoScores:
     def add_pair(self, previous: Tensor, current: Tensor, flow_to_previous: Tensor, reliable: Tensor) -> None:
         self.warping.update(previous, current, flow_to_previous.to(current.device), reliable.to(current.device))
 
+    def state(self) -> dict[str, Any]:
+        """The scores so far (a checkpoint keeps them for a resumed run)."""
+        return {"style": list(self.style), "content": list(self.content), "ssim": list(self.ssim),
+                "warping": {k: v.cpu() for k, v in self.warping.metric_state.items()}}
+
+    def load(self, state: dict[str, Any]) -> None:
+        self.style, self.content, self.ssim = list(state["style"]), list(state["content"]), list(state["ssim"])
+        for key, value in state["warping"].items():
+            setattr(self.warping, key, value.clone())
+
     def summary(self) -> dict[str, Any]:
         """``style_distance``, ``content_distance`` (the frames' means), ``worst_style_distance``,
         ``worst_content_distance``, ``ssim`` (the frames' mean), ``warping_error`` (mean over pairs), ``worst_warping_error``, ``frames``."""

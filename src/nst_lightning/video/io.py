@@ -135,21 +135,7 @@ def existing_frames(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("frame_*.png"))
 
 
-class FrameSink:
-    """Where the stylized frames go, one at a time: :meth:`write` each, then :meth:`close` (or :meth:`abort`)."""
-
-    def write(self, image: Tensor, metadata: dict[str, str] | None = None) -> None:
-        raise NotImplementedError
-
-    def close(self) -> Path:
-        """Finish the output and return its path."""
-        raise NotImplementedError
-
-    def abort(self) -> None:
-        """Leave nothing half-written."""
-
-
-class PngFolderSink(FrameSink):
+class PngFolderSink:
     """``frame_00000.png``, ``frame_00001.png``, ... in ``folder``, each written atomically; an existing frame is
     replaced only with ``replace``."""
 
@@ -157,15 +143,10 @@ class PngFolderSink(FrameSink):
         self.folder = folder
         self.replace = replace
         self.bit_depth = bit_depth
-        self.count = 0
 
-    def write(self, image: Tensor, metadata: dict[str, str] | None = None) -> None:
+    def write(self, image: Tensor, index: int, metadata: dict[str, str] | None = None) -> Path:
         self.folder.mkdir(parents=True, exist_ok=True)
-        save_png(image, self.folder / PNG_FRAME.format(self.count), metadata, self.bit_depth, replace=self.replace)
-        self.count += 1
-
-    def close(self) -> Path:
-        return self.folder
+        return save_png(image, self.folder / PNG_FRAME.format(index), metadata, self.bit_depth, replace=self.replace)
 
 
 def even_crop(image: Tensor) -> Tensor:
@@ -174,7 +155,7 @@ def even_crop(image: Tensor) -> Tensor:
     return image[..., : h - h % 2, : w - w % 2]
 
 
-class VideoFileSink(FrameSink):
+class VideoFileSink:
     """An H.264 (libx264, CRF ``crf``, yuv420p) video at ``fps``, written under a temporary name and renamed when
     closed (never replacing a file without ``replace``); the source's audio is copied when it has any."""
 
@@ -206,7 +187,7 @@ class VideoFileSink(FrameSink):
             else:
                 source.close()
 
-    def write(self, image: Tensor, metadata: dict[str, str] | None = None) -> None:
+    def write(self, image: Tensor) -> None:
         image = even_crop(image)
         if self._container is None:
             self._open(*image.shape[-2:])
