@@ -331,7 +331,7 @@ def test_bad_video_inputs_are_one_line_errors(tmp_path, capsys, clip):
     assert (tmp_path / "taken.mp4").read_bytes() == b"mine"
 
 
-def test_an_interrupted_clip_goes_on_from_its_checkpoint_keeping_the_frames_it_finished(tmp_path, monkeypatch):
+def test_an_interrupted_clip_goes_on_from_its_checkpoint_keeping_the_frames_it_finished(tmp_path, monkeypatch, capsys):
     clip = write_clip(tmp_path / "clip.mp4", pan(4))
     args = video_args(tmp_path, clip, str(tmp_path / "out.mp4"), first=2, per_frame=2)  # frames from steps 0, 2, 4, 6
     finish_step = InterruptSaver.on_train_batch_end
@@ -344,12 +344,14 @@ def test_an_interrupted_clip_goes_on_from_its_checkpoint_keeping_the_frames_it_f
     monkeypatch.setattr(InterruptSaver, "on_train_batch_end", ctrl_c_at_step_5)
     with pytest.raises(SystemExit) as stopped:
         main(args)
-    assert stopped.value.code == 130
+    assert stopped.value.code == 130 and "--ckpt_path" in capsys.readouterr().err
     frames, checkpoint = tmp_path / "out.run" / "frames", tmp_path / "out.run" / "interrupted.ckpt"
     assert sorted(p.name for p in frames.iterdir()) == ["frame_00000.png", "frame_00001.png"]
     assert checkpoint.is_file() and not (tmp_path / "out.mp4").exists()  # no half-written video
     kept = [read_png(frames / f"frame_0000{t}.png") for t in range(2)]
     monkeypatch.setattr(InterruptSaver, "on_train_batch_end", finish_step)
+    expect_one_line_error(capsys, args, "holds 2 frames of an earlier run", f"--ckpt_path {str(checkpoint)!r}",
+                          tmp_path=tmp_path)  # run afresh: refused, naming the way to go on
     main([*args, "--ckpt_path", str(checkpoint)])
     assert count_frames(tmp_path / "out.mp4") == (4, Fraction(FPS), (HEIGHT, WIDTH))
     assert not frames.exists() and not checkpoint.exists()  # encoded, and the interrupt's files consumed

@@ -223,6 +223,10 @@ class VideoWriter(ImageWriter):
                 if self.files.interrupted_checkpoint.is_file() else ""
             raise OutputExistsError(f"{where} holds {len(frames)} frames of an earlier run (the first "
                                     f"{frames[0].name}); pass --overwrite true to replace them{hint}")
+        found = [] if self.overwrite else self.files.in_the_way(self.ckpt_path, logging)  # a log, a checkpoint
+        if found:
+            raise OutputExistsError(f"{name}: its run folder holds an earlier run's files, the first {str(found[0])!r}; "
+                                    "pass --overwrite true to replace them, or choose another --output")
         check_name_lengths(self.output)
         check_writable_directory(self.output if self.folder else self.output.parent)
         self.claim.check()
