@@ -15,11 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from nst_lightning.available_memory import (
-    _cgroup_available,
-    _meminfo_available,
-    available_bytes,
-)
+from nst_lightning import available_memory
+from nst_lightning.available_memory import _cgroup_available, available_bytes
 from nst_lightning.cli import main, memory_check
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.model import run_plan
@@ -80,16 +77,22 @@ def test_largest_fitting_size_is_the_largest_multiple_of_16():
     assert largest_fitting_size(10, 20000, lambda edge: edge * edge) == 0
 
 
-def test_available_memory_from_meminfo_and_a_cgroup_limit(tmp_path):
-    meminfo = tmp_path / "meminfo"
-    meminfo.write_text("MemTotal:       16000000 kB\nMemFree:  100 kB\nMemAvailable:    8000000 kB\n")
-    assert _meminfo_available(meminfo) == 8_000_000 * 1024
+def test_available_memory_is_psutils_or_a_cgroup_limits(tmp_path, monkeypatch):
+    """The system's available memory comes from psutil (on Linux: /proc/meminfo's MemAvailable); a cgroup v2 limit,
+    which psutil does not see, can only lower it."""
+    meminfo = Path("/proc/meminfo")
+    if meminfo.is_file():
+        line = next(line for line in meminfo.read_text().splitlines() if line.startswith("MemAvailable:"))
+        assert available_bytes("cpu") == pytest.approx(int(line.split()[1]) * 1024, rel=0.1)
     (tmp_path / "memory.max").write_text("max\n")
     assert _cgroup_available(tmp_path) is None
     (tmp_path / "memory.max").write_text("1000000\n")
     (tmp_path / "memory.current").write_text("400000\n")
     assert _cgroup_available(tmp_path) == 600_000
-    assert 0 < available_bytes("cpu") <= (_meminfo_available() or float("inf"))
+    monkeypatch.setattr(available_memory, "_cgroup_available", lambda: 600_000)
+    assert available_bytes("cpu") == 600_000
+    monkeypatch.setattr(available_memory, "_cgroup_available", lambda: 2**62)  # a limit above the machine's
+    assert available_bytes("cpu") < 2**62
 
 
 def fit_args(tmp_path: Path, size: int, *extra: str) -> list[str]:

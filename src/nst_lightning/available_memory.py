@@ -4,25 +4,23 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 import torch
 
-MEMINFO = Path("/proc/meminfo")
 CGROUP = Path("/sys/fs/cgroup")
 
 
-def _meminfo_available(meminfo: Path = MEMINFO) -> int | None:
-    """``MemAvailable`` from ``/proc/meminfo`` in bytes: what can be allocated without swapping."""
+def _system_available() -> int | None:
+    """What can be allocated without swapping (psutil: ``MemAvailable`` on Linux); None if it cannot be told."""
     try:
-        for line in meminfo.read_text().splitlines():
-            if line.startswith("MemAvailable:"):
-                return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
+        return int(psutil.virtual_memory().available)
+    except (OSError, RuntimeError, AttributeError):
+        return None
 
 
 def _cgroup_available(root: Path = CGROUP) -> int | None:
-    """What a cgroup v2 memory limit leaves (``memory.max - memory.current``); None without a limit."""
+    """What a cgroup v2 memory limit leaves (``memory.max - memory.current``); None without a limit. psutil reports
+    the machine's memory, not a container's limit, so this is read here."""
     try:
         limit = (root / "memory.max").read_text().strip()
         if limit == "max":
@@ -35,7 +33,7 @@ def _cgroup_available(root: Path = CGROUP) -> int | None:
 def available_bytes(device: torch.device | str = "cpu") -> int | None:
     """Bytes a run on ``device`` can still allocate; None when it cannot be told (the pre-check is skipped).
 
-    CPU: ``MemAvailable`` from ``/proc/meminfo``, or less under a cgroup v2 limit. CUDA: the device's free
+    CPU: the system's available memory (psutil), or less under a cgroup v2 limit. CUDA: the device's free
     memory (``torch.cuda.mem_get_info``) plus what torch's caching allocator holds but does not use.
     """
     device = torch.device(device)
@@ -44,5 +42,5 @@ def available_bytes(device: torch.device | str = "cpu") -> int | None:
         return free + torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
     if device.type != "cpu":
         return None
-    known = [b for b in (_meminfo_available(), _cgroup_available()) if b is not None]
+    known = [b for b in (_system_available(), _cgroup_available()) if b is not None]
     return min(known) if known else None
