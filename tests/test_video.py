@@ -3,6 +3,7 @@ the warping-error metric, and ``nst-lightning fit --config video`` end to end on
 
 from __future__ import annotations
 
+import json
 import signal
 import sys
 from fractions import Fraction
@@ -275,6 +276,12 @@ def test_fit_writes_a_video_with_the_clips_frames_rate_size_and_audio_and_a_fold
     out = capsys.readouterr().out
     assert count_frames(tmp_path / "out.mp4") == (FRAMES, Fraction(FPS), (HEIGHT, WIDTH))
     assert audio_packets(tmp_path / "out.mp4") == audio_packets(clip) > 5  # the sound copied as it was
+    run_style = float(out.split("(style ")[1].split()[0])
+    main(["score", str(tmp_path / "out.mp4"), "--content", str(clip), "--style", str(STYLE), "--json"])
+    scored = json.loads(capsys.readouterr().out)
+    assert (scored["frames"], scored["width"], scored["height"]) == (FRAMES, WIDTH, HEIGHT)
+    assert scored["style_distance"] == pytest.approx(run_style, rel=0.1)  # the run's numbers, up to H.264's loss
+    assert scored["worst_style_distance"] >= scored["style_distance"] and scored["warping_error"] > 0
     assert "Stylized video written to" in out and "warping error" in out
     assert not list(tmp_path.glob(".out.mp4*"))  # no temporary file left
     flows = sorted((tmp_path / "flows").iterdir())
@@ -325,6 +332,8 @@ def test_bad_video_inputs_are_one_line_errors(tmp_path, capsys, clip):
                           "without frames", tmp_path=tmp_path)
     expect_one_line_error(capsys, video_args(tmp_path, clip, str(tmp_path / "out.gif")), "must end in .mp4",
                           tmp_path=tmp_path)
+    expect_one_line_error(capsys, ["score", str(clip), "--content", str(write_clip(tmp_path / "short.mp4", pan(3))),
+                                   "--style", str(STYLE)], "8 frames", "gives 3", tmp_path=tmp_path)
     (tmp_path / "taken.mp4").write_bytes(b"mine")
     expect_one_line_error(capsys, video_args(tmp_path, clip, str(tmp_path / "taken.mp4")), "exists",
                           "--overwrite", tmp_path=tmp_path)

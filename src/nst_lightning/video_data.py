@@ -15,7 +15,6 @@ from nst_lightning.image.image_set import ImageSet
 from nst_lightning.image.io import check_image_file
 from nst_lightning.video.flow import DISFlow, FlowCache, OpticalFlow
 from nst_lightning.video.io import Clip, check_clip, read_clip
-from nst_lightning.video.warp import reliability
 
 
 class VideoData(StyleTransferData):
@@ -91,7 +90,4 @@ class VideoData(StyleTransferData):
     def flow_between(self, index: int, earlier: int) -> tuple[Tensor, Tensor]:
         """The flow from frame ``index`` to frame ``earlier`` and where it is reliable (see :meth:`flow_to_previous`)."""
         clip = self.load_clip()
-        current, previous = clip.frames[index], clip.frames[earlier]
-        backward = self.flows.flow(current, previous)
-        forward = self.flows.flow(previous, current)
-        return backward, reliability(backward, forward)
+        return self.flows.between(clip.frames[index], clip.frames[earlier])

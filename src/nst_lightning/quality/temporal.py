@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 from torchmetrics import Metric
 
+from nst_lightning.image.io import load_image
 from nst_lightning.quality.distances import (
     blend,
     content_distance_from,
@@ -24,6 +25,8 @@ from nst_lightning.quality.distances import (
     style_targets,
 )
 from nst_lightning.quality.metrics import ssim_by_tiles
+from nst_lightning.video.flow import DISFlow, FlowCache, OpticalFlow
+from nst_lightning.video.io import VideoError, read_clip
 from nst_lightning.video.warp import warp
 
 
@@ -105,3 +108,36 @@ class VideoScores:
         if int(self.warping.count) > 0:
             row.update(warping_error=float(self.warping.compute()), worst_warping_error=float(self.warping.worst))
         return row
+
+
+def score_clip(output: str, content: str, styles: list[str], weights: list[float] | None = None,
+               style_scale: float = 1.0, flow: OpticalFlow | None = None, flow_cache: str | None = None) -> dict[str, Any]:
+    """The scores of a stylized clip (a video file or a folder of frames) against its content clip and style
+    images, as a video run reports them (:meth:`VideoScores.summary`), with ``width`` and ``height``: each output
+    frame against the content frame at its size, and the warping error with the content's flow (``flow``, default
+    ``DISFlow``, cached in ``flow_cache``)."""
+    out = read_clip(output)
+    height, width = out.size
+    source = read_clip(content, max(height, width))
+    if len(source.frames) != len(out.frames) or source.size != out.size:
+        raise VideoError(f"{output!r} has {len(out.frames)} frames of {width}x{height} px, but the content clip "
+                         f"{content!r} gives {len(source.frames)} of {source.size[1]}x{source.size[0]} px; score a "
+                         "clip against the one it was made from")
+    style_images = [load_image(path, max(16, round(max(height, width) * style_scale)), "style image") for path in styles]
+    weights = list(weights) if weights is not None else [1.0] * len(styles)
+    flows = FlowCache(flow if flow is not None else DISFlow(), flow_cache)
+    scores = VideoScores()
+    for t in range(len(out.frames)):
+        scores.add_frame(out.frame(t), source.frame(t), style_images, weights)
+        if t:
+            scores.add_pair(out.frame(t - 1), out.frame(t), *flows.between(source.frames[t], source.frames[t - 1]))
+    return {**scores.summary(), "width": width, "height": height}
+
+
+def format_clip_score(row: dict[str, Any]) -> str:
+    """``style 0.0254 (worst 0.0273)  content 0.59 (worst 0.611)  SSIM 0.403  warping error 0.0012 (worst 0.0015)``."""
+    text = (f"style {row['style_distance']:.4g} (worst {row['worst_style_distance']:.4g})  content "
+            f"{row['content_distance']:.4g} (worst {row['worst_content_distance']:.4g})  SSIM {row['ssim']:.3f}")
+    if "warping_error" in row:
+        text += f"  warping error {row['warping_error']:.4g} (worst {row['worst_warping_error']:.4g})"
+    return text

@@ -23,6 +23,7 @@ from torch import Tensor
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.files import atomic_write
 from nst_lightning.video.extra import require
+from nst_lightning.video.warp import reliability
 
 
 class OpticalFlow(abc.ABC):
@@ -103,3 +104,10 @@ class FlowCache:
         with atomic_write(path) as f:
             f.write(buffer.getvalue())
         return flow
+
+    def between(self, current: Tensor, earlier: Tensor) -> tuple[Tensor, Tensor]:
+        """The flow from frame ``current`` to frame ``earlier`` (where each pixel of ``current`` was; 1×2×H×W) and
+        where it is reliable (1×1×H×W), checked against the opposite flow: what warping an output of ``earlier``
+        into ``current`` needs."""
+        backward = self.flow(current, earlier)
+        return backward, reliability(backward, self.flow(earlier, current))

@@ -116,6 +116,11 @@ def read_clip(path: str | os.PathLike, long_edge: int | None = None, max_frames:
     return Clip(frames, fps, p, has_audio)
 
 
+def is_clip(path: str | os.PathLike) -> bool:
+    """Whether ``path`` names a clip, not an image: a folder (of frames) or a file with a video suffix."""
+    return Path(path).is_dir() or Path(path).suffix.lower() in CONTAINERS
+
+
 def is_folder_output(output: str | os.PathLike) -> bool:
     """Whether ``--output`` names a folder of PNG frames (it ends with ``/``) rather than a video file."""
     return os.fspath(output).endswith(("/", os.sep))
