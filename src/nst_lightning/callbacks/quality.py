@@ -5,8 +5,9 @@ blend weights and ``style_scale``, masks), exactly as ``nst-lightning score`` wo
 ``metric/style_distance`` (the geometric mean of the layers), ``metric/style_distance_mean``,
 ``metric/style/relu1_1`` … ``metric/style/relu5_1``, ``metric/content_distance`` and ``metric/ssim`` through the trainer's logger
 (and, with ``every_n_steps``, during the run), hands the numbers to the ``ImageWriter`` for the PNG's
-text metadata, and logs the final image (and the images at ``image_every`` steps) through the logger:
-TensorBoard's image tab with ``TensorBoardLogger``, ``log_image`` for loggers that have it.
+text metadata, and logs the content and style images once, when training starts, and the final image (and the
+images at ``image_every`` steps) through the logger: TensorBoard's image tab with ``TensorBoardLogger``,
+``log_image`` for loggers that have it.
 """
 
 from __future__ import annotations
@@ -80,6 +81,20 @@ class QualityReport(pl.Callback):
             return
         metrics = {key: sum(r[k] for r in rows) / len(rows) for k, key in METRIC_KEYS.items()}
         trainer.logger.log_metrics(metrics, step=trainer.global_step)
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """The run's inputs, once at step 0 (a resumed run has logged them already): ``content`` and ``style/<i>``
+        (``content/<k>``, ``style/<k>/<i>`` for a batch whose images each have their own)."""
+        if trainer.global_step > 0 or not trainer.is_global_zero or trainer.logger is None:
+            return
+        if isinstance(trainer.datamodule, VideoData):
+            return  # a clip's frames are its content
+        sets = pl_module.image_sets
+        for k, image_set in enumerate(sets):
+            where = f"/{k}" if len(sets) > 1 else ""
+            log_image(trainer.logger, f"content{where}", image_set.content, 0)
+            for i, style in enumerate(image_set.styles):
+                log_image(trainer.logger, f"style{where}/{i}", style, 0)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         step = trainer.global_step
