@@ -16,12 +16,13 @@ from PIL import Image
 
 from nst_lightning.callbacks.interrupt import InterruptSaver
 from nst_lightning.cli import main
+from nst_lightning.errors import ConfigValueError
 from nst_lightning.model.losses.temporal import TemporalLoss
 from nst_lightning.plugin import OpticalFlow, hookimpl
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.quality.temporal import WarpingError, warping_errors
 from nst_lightning.video.extra import MissingVideoExtraError, require
-from nst_lightning.video.flow import DISFlow, FlowCache
+from nst_lightning.video.flow import DISFlow, FlowCache, RAFTFlow
 from nst_lightning.video.io import count_frames, read_clip
 from nst_lightning.video.warp import closest_reliable, consistent, inside, off_motion_boundary, reliability, warp
 from nst_lightning.video_data import VideoData
@@ -159,6 +160,23 @@ def test_dis_recovers_a_pan_and_its_masks_mark_the_disoccluded_band():
     assert mask[8:-8, 8:-8].mean() > 0.9
 
 
+def test_raft_takes_the_weights_file_it_is_given_and_names_a_wrong_one(tmp_path):
+    from torchvision.models.optical_flow import raft_small
+
+    torch.manual_seed(0)
+    weights = tmp_path / "raft_small.pth"
+    torch.save(raft_small(weights=None).state_dict(), weights)  # random weights: never a download
+    frames = [torch.from_numpy(np.ascontiguousarray(np.tile(f, (2, 2, 1))[:90, :124])).permute(2, 0, 1).contiguous()
+              for f in pan(2)]
+    flow = RAFTFlow(str(weights), model="small", iterations=2).compute(*frames)
+    assert flow.shape == (1, 2, 90, 124) and torch.isfinite(flow).all()  # padded to RAFT's 128 px and back
+    assert RAFTFlow(str(weights), "small", 2).identity() != RAFTFlow(str(weights), "small", 3).identity()
+    with pytest.raises(ConfigValueError, match="does not exist"):
+        RAFTFlow(str(tmp_path / "none.pth"))
+    with pytest.raises(ConfigValueError, match="not a state dict of torchvision's raft_large"):
+        RAFTFlow(str(weights), model="large").compute(*frames)  # small weights for the large model
+
+
 # -- the flow cache -------------------------------------------------------------------------------------------
 
 
@@ -202,7 +220,7 @@ class ZeroFlowPlugin:
 
 def test_a_plugin_registers_a_flow_through_the_hook(tmp_path, clip):
     registry = load_plugins(autoload=False, extra=[("zero_flow", ZeroFlowPlugin)]).registry
-    assert registry.names("flow") == ["DISFlow", "ZeroFlow"]
+    assert registry.names("flow") == ["DISFlow", "RAFTFlow", "ZeroFlow"]
     data = VideoData(str(clip), str(STYLE), size=WIDTH, flow=registry.classes["flow"]["ZeroFlow"](),
                      flow_cache=str(tmp_path / "cache"))
     flow, mask = data.flow_to_previous(1)

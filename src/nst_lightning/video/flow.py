@@ -111,3 +111,60 @@ class FlowCache:
         into ``current`` needs."""
         backward = self.flow(current, earlier)
         return backward, reliability(backward, self.flow(earlier, current))
+
+
+RAFT_MODELS = ("large", "small")
+RAFT_MIN_EDGE = 128
+
+
+class RAFTFlow(OpticalFlow):
+    """torchvision's RAFT (Teed and Deng 2020) with a weights file you give (nothing is downloaded): the state dict
+    of ``torchvision.models.optical_flow.raft_large`` or ``raft_small``, e.g. saved from their pretrained weights.
+
+    Args:
+        weights: the ``.pth`` file of the model's state dict.
+        model: ``large`` or ``small``: the architecture the weights are for.
+        iterations: RAFT's flow updates (12 as torchvision's default; fewer is faster and coarser).
+    """
+
+    def __init__(self, weights: str, model: str = "large", iterations: int = 12) -> None:
+        if model not in RAFT_MODELS:
+            raise ConfigValueError(f"RAFTFlow: model must be one of {', '.join(RAFT_MODELS)}, not {model!r}")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 1:
+            raise ConfigValueError(f"RAFTFlow: iterations must be a whole number >= 1, not {iterations!r}")
+        path = Path(weights)
+        if not path.is_file():
+            raise ConfigValueError(f"RAFTFlow: the weights file {weights!r} does not exist (RAFT weights are never "
+                                   "downloaded: give the file)")
+        self.weights = str(path)
+        self.model = model
+        self.iterations = iterations
+        self._digest = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+        self._net = None
+
+    def identity(self) -> str:
+        return f"RAFTFlow(model={self.model!r},iterations={self.iterations},weights_sha256={self._digest})"
+
+    def network(self) -> torch.nn.Module:
+        if self._net is None:
+            from torchvision.models.optical_flow import raft_large, raft_small
+
+            net = (raft_large if self.model == "large" else raft_small)(weights=None, progress=False)
+            try:
+                net.load_state_dict(torch.load(self.weights, map_location="cpu", weights_only=True))
+            except Exception as exc:  # noqa: BLE001 - any unreadable or mismatched file is the same one-line error
+                reason = str(exc).strip().splitlines()[0][:200]
+                raise ConfigValueError(f"RAFTFlow: {self.weights!r} is not a state dict of torchvision's raft_{self.model} "
+                                       f"({type(exc).__name__}: {reason})") from None
+            self._net = net.eval().requires_grad_(False)
+        return self._net
+
+    @torch.no_grad()
+    def compute(self, first: Tensor, second: Tensor) -> Tensor:
+        h, w = first.shape[-2:]
+        # RAFT works at 1/8 of the size, with a correlation pyramid that needs 16 positions there: 128 px at least.
+        pad = (0, max(RAFT_MIN_EDGE, w + -w % 8) - w, 0, max(RAFT_MIN_EDGE, h + -h % 8) - h)
+        images = [torch.nn.functional.pad(f.float().div(127.5).sub(1).unsqueeze(0), pad, mode="replicate")
+                  for f in (first, second)]
+        flow = self.network()(*images, num_flow_updates=self.iterations)[-1]
+        return flow[..., :h, :w].float().contiguous()
