@@ -15,9 +15,12 @@ import torch
 from PIL import Image
 
 from nst_lightning.callbacks.interrupt import InterruptSaver
+from nst_lightning.callbacks.video import VideoFrames
 from nst_lightning.cli import main
+from nst_lightning.cli.fit import build_cli
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.model.losses.temporal import TemporalLoss
+from nst_lightning.model.style_transfer import report_of
 from nst_lightning.plugin import OpticalFlow, hookimpl
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.quality.temporal import WarpingError, warping_errors
@@ -385,3 +388,16 @@ def test_an_interrupted_clip_goes_on_from_its_checkpoint_keeping_the_frames_it_f
     written = read_clip(tmp_path / "out.mp4")
     for t in range(2):  # the frames finished before the interrupt are the ones in the video (up to H.264's loss)
         assert (written.frame(t) - kept[t]).abs().mean() < 0.03
+
+
+def test_a_frame_ends_early_once_its_loss_stops_falling_and_the_next_frames_start_sooner(tmp_path):
+    clip = write_clip(tmp_path / "clip.mp4", pan(3))
+    cli = build_cli(video_args(tmp_path, clip, str(tmp_path / "out.mp4"), "--trainer.callbacks.init_args.tolerance",
+                               "0.02", "--trainer.callbacks.init_args.window", "4", first=10, per_frame=30)[1:], run=False)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    frames = next(c for c in cli.trainer.callbacks if isinstance(c, VideoFrames))
+    steps = frames.frame_steps
+    assert len(steps) == 3 and sum(steps) == cli.trainer.global_step == frames.starts[-1]
+    assert all(4 < s < 30 for s in steps[1:]), steps  # warm-started frames settle well before their budget
+    assert report_of(cli.model).quality[0]["frame_steps"] == steps
+    assert count_frames(tmp_path / "out.mp4")[0] == 3

@@ -21,7 +21,7 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
-from nst_lightning.callbacks.convergence import StopWhenConverged
+from nst_lightning.callbacks.convergence import StopWhenConverged, plateaued
 from nst_lightning.callbacks.image_writer import ImageWriter, OutputExistsError
 from nst_lightning.callbacks.multiscale import MultiScale, reset_optimizer_state
 from nst_lightning.errors import ConfigError, ConfigValueError
@@ -60,10 +60,19 @@ class VideoFrames(pl.Callback):
         references: the earlier frames whose outputs the ``TemporalLoss`` holds each frame to, counted back from it:
             ``[1]`` (the default) the previous frame only; ``[1, 10, 20, 40]`` Ruder et al.'s long-term loss, each
             pixel held by the closest of them where the flow to it is reliable.
+        tolerance: end a frame before its steps are spent once its loss has stopped falling: its best loss fell by
+            less than this (relative) over the last ``window`` steps (the rule of ``StopWhenConverged``, per
+            frame); the next frames start earlier by the steps saved. None (the default): every frame takes its
+            steps.
+        window: the steps over which ``tolerance`` is judged.
     """
 
     def __init__(self, steps_per_frame: int = 100, first_frame_steps: int | None = None, warm_start: bool = True,
-                 references: list[int] | None = None) -> None:
+                 references: list[int] | None = None, tolerance: float | None = None, window: int = 20) -> None:
+        if tolerance is not None and not 0 <= tolerance < 1:
+            raise ConfigValueError(f"VideoFrames: tolerance must be a number in [0, 1), not {tolerance!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ConfigValueError(f"VideoFrames: window must be a whole number >= 1, not {window!r}")
         for name, value in (("steps_per_frame", steps_per_frame), ("first_frame_steps", first_frame_steps)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigValueError(f"VideoFrames: {name} must be a whole number >= 1, not {value!r}")
@@ -76,6 +85,9 @@ class VideoFrames(pl.Callback):
         self.first_frame_steps = first_frame_steps or steps_per_frame
         self.warm_start = warm_start
         self.references = sorted(references)
+        self.tolerance, self.window = tolerance, window
+        self.history: list[list[float]] = []  # this frame's losses, per step (with ``tolerance``)
+        self.frame_steps: list[int] = []  # the steps each finished frame took
         self.starts: list[int] = []
         self.index = -1
         self.finished = -1
@@ -102,13 +114,14 @@ class VideoFrames(pl.Callback):
     def state_dict(self) -> dict:
         """What a resumed run needs: the frames finished, the outputs the next frames are held to, the scores."""
         return {"finished": self.finished, "outputs": {k: v.cpu() for k, v in self.outputs.items()},
-                "scores": self.scores.state()}
+                "scores": self.scores.state(), "starts": list(self.starts), "frame_steps": list(self.frame_steps)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._resumed = state_dict
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.index, self.finished, self.previous, self.outputs, self.scores = -1, -1, None, {}, VideoScores()
+        self.history, self.frame_steps = [], []
         resumed, self._resumed = self._resumed, None
         if trainer.global_step == 0 or resumed is None:
             self._enter(trainer, pl_module, self.frame_at(trainer.global_step))
@@ -119,6 +132,8 @@ class VideoFrames(pl.Callback):
         self.outputs = {k: v.to(pl_module.device) for k, v in resumed["outputs"].items()}
         self.previous = self.outputs.get(self.finished)
         self.scores.load(resumed["scores"])
+        self.starts, self.frame_steps = list(resumed["starts"]), list(resumed["frame_steps"])  # as frames ended early
+        trainer.fit_loop.epoch_loop.max_steps = self.starts[-1]
         if self.previous is not None:
             report_of(pl_module).finished_frames.append((self.finished, self.previous))
         index = self.frame_at(trainer.global_step)
@@ -131,13 +146,26 @@ class VideoFrames(pl.Callback):
             self._enter(trainer, pl_module, index)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
-        if trainer.global_step >= self.starts[self.index + 1]:
-            self._finish(pl_module)
+        step = trainer.global_step
+        if step < self.starts[self.index + 1] and self.tolerance is not None:
+            losses = StopWhenConverged.image_losses(outputs)
+            if losses is not None:
+                self.history = [*self.history[-self.window:], losses.tolist()]  # one host read per step
+                if all(plateaued(self.history, self.window, self.tolerance)):
+                    self._end_frame_early(trainer, step)
+        if step >= self.starts[self.index + 1]:
+            self._finish(pl_module, step)
+
+    def _end_frame_early(self, trainer: pl.Trainer, step: int) -> None:
+        """The frame is done at ``step``: the later frames start as many steps earlier, and the run ends sooner."""
+        saved = self.starts[self.index + 1] - step
+        self.starts = self.starts[: self.index + 1] + [start - saved for start in self.starts[self.index + 1:]]
+        trainer.fit_loop.epoch_loop.max_steps = self.starts[-1]
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.finished < self.index:
-            self._finish(pl_module)
-        report_of(pl_module).quality = [self.scores.summary()]
+            self._finish(pl_module, trainer.global_step)
+        report_of(pl_module).quality = [{**self.scores.summary(), "frame_steps": list(self.frame_steps)}]
 
     @torch.no_grad()
     def _enter(self, trainer: pl.Trainer, pl_module: StyleTransfer, index: int, keep_image: bool = False) -> None:
@@ -175,7 +203,7 @@ class VideoFrames(pl.Callback):
         rank_zero_info(f"Frame {index + 1}/{len(self.starts) - 1} from step {trainer.global_step}")
 
     @torch.no_grad()
-    def _finish(self, pl_module: StyleTransfer) -> None:
+    def _finish(self, pl_module: StyleTransfer, step: int) -> None:
         output = pl_module.output_image().detach().clone()
         image_set = pl_module.image_sets[0]
         self.scores.add_frame(output, image_set.content, image_set.styles, image_set.style_weights)
@@ -183,6 +211,8 @@ class VideoFrames(pl.Callback):
             self.scores.add_pair(self.previous, output, *self.flow)
         report_of(pl_module).finished_frames.append((self.index, output))
         self.previous = output
+        self.frame_steps.append(step - self.starts[self.index])
+        self.history = []
         self.outputs[self.index] = output
         for gone in [k for k in self.outputs if k <= self.index - self.references[-1]]:
             del self.outputs[gone]  # memory does not grow with the clip
