@@ -80,3 +80,12 @@ def test_a_small_image_is_scored_under_the_check(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(score_command, "available_bytes", lambda device: 2 * GiB)
     main(["score", str(CONTENT), "--content", str(CONTENT), "--style", str(STYLE), "--size", "64"])
     assert "content 0 " in capsys.readouterr().out
+
+
+def test_the_python_api_scores_under_the_same_check(tmp_path, monkeypatch):
+    from nst_lightning import api
+
+    big = png_declaring(tmp_path / "big.png", 12000, 12000)
+    monkeypatch.setattr(api, "available_bytes", lambda device: 8 * GiB)
+    with pytest.raises(ScoreMemoryError, match="the largest that fits is --size"):
+        api.score(str(big), str(CONTENT), str(STYLE))

@@ -28,11 +28,13 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from nst_lightning.available_memory import available_bytes
 from nst_lightning.cli.fit import build_cli
 from nst_lightning.image.io import save_png, to_pil
 from nst_lightning.model.step import step_losses
 from nst_lightning.plugin.manager import load_plugins
 from nst_lightning.quality.scoring import score_file
+from nst_lightning.quality.scoring_memory import check_score_memory
 
 ImageLike = str | Path | Image.Image | np.ndarray | Tensor
 
@@ -168,8 +170,9 @@ def score(
     folder = Path(tempfile.mkdtemp(prefix="nst-lightning-"))
     try:
         styles = list(style) if isinstance(style, (list, tuple)) else [style]
-        return score_file(_as_file(image, folder, "image"), _as_file(content, folder, "content"),
-                          [_as_file(s, folder, f"style_{i}") for i, s in enumerate(styles)], size,
-                          style_blend_weights, style_scale, [])
+        files = (_as_file(image, folder, "image"), _as_file(content, folder, "content"),
+                 [_as_file(s, folder, f"style_{i}") for i, s in enumerate(styles)])
+        check_score_memory(available_bytes("cpu"), *files, size, style_scale)  # as the command: before decoding
+        return score_file(*files, size, style_blend_weights, style_scale, [])
     finally:
         shutil.rmtree(folder, ignore_errors=True)
