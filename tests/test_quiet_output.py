@@ -145,7 +145,7 @@ def test_a_plugin_import_failure_prints_one_plain_line_from_the_command(tmp_path
                            text=True, timeout=120, check=False)
     assert child.returncode == 0, child.stderr
     assert child.stderr == ("nst-lightning: warning: plugin 'broken3' from package nst-broken3 0.1 failed to import "
-                            "(ImportError: needs libbaz); its components are unavailable\n")
+                            "(ImportError: needs libbaz); it is skipped and its components are unavailable\n")
 
 
 class FakeTerminal(io.StringIO):
