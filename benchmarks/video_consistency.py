@@ -36,6 +36,10 @@ SETTINGS = {
     "alone, first frame's steps for every frame": ["--model.losses.temporal.init_args.weight", "0",
                                                    "--trainer.callbacks.init_args.warm_start", "false"],
     "temporal 100 without warm start": ["--trainer.callbacks.init_args.warm_start", "false"],
+    "temporal 10, stopping rule 0.005 over 10 steps": ["--trainer.callbacks.init_args.tolerance", "0.005",
+                                   "--trainer.callbacks.init_args.window", "10"],
+    "temporal 10, stopping rule 0.02 over 5 steps": ["--trainer.callbacks.init_args.tolerance", "0.02",
+                                                     "--trainer.callbacks.init_args.window", "5"],
     "warm start": ["--model.losses.temporal.init_args.weight", "0"],
     "temporal 10": ["--model.losses.temporal.init_args.weight", "10"],
     "temporal 100": ["--model.losses.temporal.init_args.weight", "100"],
@@ -69,6 +73,11 @@ def score(output: Path, clip: Path, data: VideoData, size: int, shift: int) -> d
     return row
 
 
+def output_steps(output: Path) -> int:
+    """The run's optimizer steps, from the last frame's PNG metadata."""
+    return int(Image.open(sorted(output.glob("frame_*.png"))[-1]).text["nst-lightning:step"])
+
+
 def read_png(path: Path) -> torch.Tensor:
     return load_image(path, None, "frame")
 
@@ -92,6 +101,7 @@ def run(args: argparse.Namespace) -> dict:
               "--trainer.callbacks.init_args.steps_per_frame", str(args.per_frame),
               "--output", f"{output}/", *extra])
         row = score(output, clip, data, args.size, args.shift)
+        row["steps"] = int(output_steps(output))
         row["seconds"] = time.perf_counter() - start
         results[name] = row
         print(name, json.dumps({k: round(v, 5) if isinstance(v, float) else v for k, v in row.items()}), flush=True)
