@@ -18,7 +18,7 @@ from PIL import Image
 
 from nst_lightning.cli import main
 
-from .helpers import read_png, run_args, wait_until_running
+from .helpers import expect_one_line_error, read_png, run_args, wait_until_running
 
 
 @pytest.fixture
@@ -161,7 +161,7 @@ def test_a_checkpoint_restores_state_only_and_another_runs_is_refused(tmp_path, 
     main(run_args(tmp_path, "ImageAdam", 2, "first.png", "--trainer.enable_checkpointing", "true"))
     (ckpt,) = list(tmp_path.rglob("*.ckpt"))
     saved = torch.load(ckpt, weights_only=True, map_location="cpu")
-    assert saved["nst_lightning_run"] == {"backbone": "VGG19", "optimizer": "ImageAdam", "images": 1}
+    assert saved["nst_lightning_run"] == {"backbone": "VGG19", "optimizer": "ImageAdam", "images": 1, "size": "48x36"}
     saved["hyper_parameters"] = {"preserve_colour": True}  # a crafted checkpoint
     crafted = tmp_path / "crafted.ckpt"
     torch.save(saved, crafted)
@@ -173,3 +173,16 @@ def test_a_checkpoint_restores_state_only_and_another_runs_is_refused(tmp_path, 
     line = capsys.readouterr().err.strip().splitlines()[-1]
     assert line.startswith("nst-lightning: error: --ckpt_path: the checkpoint was made by another kind of run")
     assert "optimizer 'ImageAdam' (this run: 'ImageLBFGS')" in line
+
+
+def test_a_checkpoint_of_another_size_or_with_no_steps_left_is_refused(tmp_path, capsys):
+    """Resuming at another --data.size is one line naming both sizes (not a tensor-size error from a loss term);
+    resuming a checkpoint that already reached --trainer.max_steps is one line (not exit 0 with no image)."""
+    main(run_args(tmp_path, "ImageAdam", 2, "first.png", "--trainer.enable_checkpointing", "true"))
+    ckpt = tmp_path / "first.run" / "last.ckpt"
+    expect_one_line_error(capsys, run_args(tmp_path, "ImageAdam", 4, "second.png", "--data.size", "32",
+                                           "--ckpt_path", str(ckpt)), "--ckpt_path",
+                          "size '48x36' (this run: '32x24')", tmp_path=tmp_path, code=2)
+    expect_one_line_error(capsys, run_args(tmp_path, "ImageAdam", 2, "third.png", "--ckpt_path", str(ckpt)),
+                          "--ckpt_path", "at step 2 and --trainer.max_steps is 2", tmp_path=tmp_path, code=2)
+    assert not (tmp_path / "second.png").exists() and not (tmp_path / "third.png").exists()

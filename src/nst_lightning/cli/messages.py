@@ -95,6 +95,8 @@ def filter_known_warnings() -> None:
     # Resuming (--ckpt_path) from a checkpoint saved mid-epoch: every batch is the same empty item and the
     # step count is restored, so restarting the epoch's data loader changes nothing.
     warnings.filterwarnings("ignore", message=r"(?s).*resuming from a checkpoint that ended before the epoch ended")
+    # Resuming a run that wrote last.ckpt: the checkpoint callback keeps no state a resumed run needs.
+    warnings.filterwarnings("ignore", message=r"Be aware that when using `ckpt_path`, callbacks used to create the checkpoint")
 
 
 # Lightning's loggers that print its "💡 Tip" adverts (through rank_zero_info).
@@ -118,9 +120,11 @@ def filter_lightning_tips() -> None:
 
 # Lines Lightning prints on every run that tell a user of this command nothing they asked for: the seed (the
 # config says it), the accelerators it did not use, its own stop line (the final line says why the run
-# stopped). `--verbose` (or NST_LIGHTNING_VERBOSE=1) shows them.
+# stopped), its two lines about restoring --ckpt_path (the user named it; a mismatch is an error of its own).
+# `--verbose` (or NST_LIGHTNING_VERBOSE=1) shows them.
 BANNERS = re.compile(
-    r"^(Seed set to \S+|(GPU|TPU|HPU|IPU) available: |LOCAL_RANK: \d+ - |`Trainer\.fit` stopped: `max_steps=)"
+    r"^(Seed set to \S+|(GPU|TPU|HPU|IPU) available: |LOCAL_RANK: \d+ - |`Trainer\.fit` stopped: `max_steps="
+    r"|Restoring states from the checkpoint path at |Restored all states from the checkpoint at )"
 )
 BANNER_LOGGERS = (*TIP_LOGGERS, "lightning.fabric.utilities.seed")
 VERBOSE_ENV = "NST_LIGHTNING_VERBOSE"

@@ -254,10 +254,13 @@ class StyleTransfer(pl.LightningModule):
         checkpoint[RUN_KEY] = self.run_identity()
 
     def run_identity(self) -> dict[str, str | int]:
-        """What a checkpoint must agree on to be resumed by this run: the backbone, the optimizer, the batch."""
+        """What a checkpoint must agree on to be resumed by this run: the backbone, the optimizer, the batch, and the
+        output's size (width x height at the final scale: the content's)."""
         probe = self.optimizer_probe()
         optimizer = "unknown" if probe is None else (probe if isinstance(probe, type) else type(probe)).__name__
-        return {"backbone": type(self.backbone).__name__, "optimizer": optimizer, "images": self.num_images}
+        height, width = self.content_image.shape[-2:]
+        return {"backbone": type(self.backbone).__name__, "optimizer": optimizer, "images": self.num_images,
+                "size": f"{width}x{height}"}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Before the state is loaded: the frozen backbone's weights are this run's own, from its checked weights
@@ -266,12 +269,18 @@ class StyleTransfer(pl.LightningModule):
         saved_run = checkpoint.get(RUN_KEY)
         if isinstance(saved_run, dict):
             mine = self.run_identity()
-            differ = [f"{key} {saved_run.get(key)!r} (this run: {mine[key]!r})" for key in mine
-                      if saved_run.get(key) != mine[key]]
+            differ = [f"{key} {saved_run[key]!r} (this run: {mine[key]!r})" for key in mine
+                      if key in saved_run and saved_run[key] != mine[key]]  # older checkpoints lack "size"
             if differ:
                 raise CheckpointMismatchError(
                     f"the checkpoint was made by another kind of run: {', '.join(differ)}; resume with the settings "
                     "that made it, or start afresh without --ckpt_path", key="--ckpt_path")
+        step, max_steps = checkpoint.get("global_step", 0), self.trainer.max_steps
+        if max_steps is not None and max_steps >= 0 and step >= max_steps:
+            # Lightning would restore it, run nothing and write nothing.
+            raise CheckpointMismatchError(
+                f"the checkpoint is at step {step} and --trainer.max_steps is {max_steps}: nothing is left to run; "
+                "raise --trainer.max_steps to go on", key="--ckpt_path")
         state = checkpoint.setdefault("state_dict", {})
         for key, value in self.state_dict().items():
             if key.startswith("backbone."):
