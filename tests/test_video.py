@@ -401,3 +401,15 @@ def test_a_frame_ends_early_once_its_loss_stops_falling_and_the_next_frames_star
     assert all(4 < s < 30 for s in steps[1:]), steps  # warm-started frames settle well before their budget
     assert report_of(cli.model).quality[0]["frame_steps"] == steps
     assert count_frames(tmp_path / "out.mp4")[0] == 3
+
+
+def test_a_config_finds_its_clip_beside_it(tmp_path, clip):
+    import yaml
+
+    from nst_lightning.cli.argv_checks import resolve_configs
+
+    (tmp_path / "frames").mkdir()
+    for name, video in (("run.yaml", "clip.mp4"), ("frames.yaml", "frames")):
+        (tmp_path / name).write_text(f"data:\n  video: {video}\n")
+        resolved = resolve_configs(["fit", "--config", str(tmp_path / name)])
+        assert yaml.safe_load(resolved[2])["data"]["video"] == str(tmp_path / video)

@@ -86,7 +86,7 @@ def check_config_files(argv: list[str]) -> None:
 
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"  # the configs shipped with the package
-INPUT_KEYS = (("data", "content"), ("data", "style"), ("data", "masks"), ("model", "init"))
+INPUT_KEYS = (("data", "content"), ("data", "style"), ("data", "masks"), ("model", "init"), ("data", "video"))
 
 
 def bundled_config(name: str) -> Path | None:
@@ -110,7 +110,7 @@ def _absolute_inputs(config: dict, folder: Path) -> bool:
         resolved = []
         for item in values:
             if isinstance(item, str) and item and not item.startswith("sample:") and not os.path.isabs(item) \
-                    and (folder / item).is_file():
+                    and ((folder / item).is_file() or key == "video" and (folder / item).is_dir()):  # a clip: frames too
                 item, changed = str(folder / item), True
             resolved.append(item)
         block[key] = resolved if isinstance(value, list) else resolved[0]
