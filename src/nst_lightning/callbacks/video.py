@@ -123,9 +123,12 @@ class VideoFrames(pl.Callback):
         self.index, self.finished, self.previous, self.outputs, self.scores = -1, -1, None, {}, VideoScores()
         self.history, self.frame_steps = [], []
         resumed, self._resumed = self._resumed, None
-        if trainer.global_step == 0 or resumed is None:
-            self._enter(trainer, pl_module, self.frame_at(trainer.global_step))
+        if trainer.global_step == 0:
+            self._enter(trainer, pl_module, 0)
             return
+        if resumed is None:
+            raise ConfigError("the checkpoint holds no VideoFrames state (the frames finished, the earlier outputs): "
+                              "it was not made by a video run", key="--ckpt_path")
         # A resumed run: the frames before the checkpoint's are done (the last one may still be unwritten: hand it
         # to the writer again), and the checkpoint's frame goes on from the checkpoint's image and optimizer state.
         self.finished = resumed["finished"]
