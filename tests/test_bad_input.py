@@ -178,6 +178,19 @@ def test_a_config_file_must_be_a_mapping(tmp_path, capsys, content, found):
 def test_zero_steps_are_refused(tmp_path, capsys):
     line = expect_one_line_error(capsys, quiet_args(tmp_path, "--trainer.max_steps", "0"), tmp_path=tmp_path, code=2)
     assert line.startswith("nst-lightning: error: trainer.max_steps: 0 steps would write no image")
+    # Under -1 Lightning's Trainer would refuse it first, as a MisconfigurationException without the key.
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, "--trainer.max_steps", "-5"), tmp_path=tmp_path, code=2)
+    assert line.startswith("nst-lightning: error: trainer.max_steps: must be a number of steps >= 1") and "-5" in line
+
+
+@pytest.mark.parametrize(("key", "value", "expected"), [
+    ("lr", "nan", "model.optimizer.lr: expected float, got nan"),
+    ("lrr", "1", "model.optimizer.lrr: Option 'lrr' is not accepted"),
+])
+def test_an_optimizer_argument_is_named_without_jsonargparse_types(tmp_path, capsys, key, value, expected):
+    line = expect_one_line_error(capsys, quiet_args(tmp_path, f"--model.optimizer.init_args.{key}", value),
+                                 tmp_path=tmp_path, code=2)
+    assert line == f"nst-lightning: error: {expected}"  # not "Type typing.Callable[...] expects a function ..."
 
 
 def test_an_out_of_range_seed_names_its_key(tmp_path, capsys):

@@ -166,6 +166,7 @@ class StyleTransferCLI(CompatCLI):
         )
         self.image_writer = writer
         trainer_config = self._get(self.config_init, "trainer", default={})
+        check_max_steps(trainer_config.get("max_steps"))  # before Lightning's Trainer refuses it without the key
         user = trainer_config.get("callbacks") or []
         user = user if isinstance(user, list) else [user]
         guards = [NonFiniteGuard(writer.files.last_good), InterruptSaver(writer.files)]

@@ -26,6 +26,8 @@ _NOISE = re.compile(
     r"Does not validate against any of the Union subtypes"
     r"|Subtypes: .*|Errors:|Given value type: .*|Given value: .*"
     r"|Expected a <class 'NoneType'>\.?(?: Got value: .*)?|tip: .*"
+    # an optimizer's init argument: its key is already the option's (model.optimizer.lr)
+    r'|Type typing\.Callable\[.*\] expects a function or a callable class: Parser key "\w+":'
 )
 
 
@@ -40,6 +42,8 @@ _NOT_A_FILE = re.compile(r"Expected a path but .* either not accessible or inval
 
 
 _REWRITES = (
+    (re.compile(r"\. Got value: Namespace\(.*\)$"), ""),
+    (re.compile(r"Type typing\.Callable\[.*\] expects a function or a callable class: "), ""),
     (re.compile(r"Expected a <class '([\w.]+)'>\. Got value: (.*)"), r"expected \1, got \2"),
     (re.compile(r"Expected a dot import path string: (.*)"), r"unknown class \1 (not a registered name nor an importable path)"),
     (re.compile(r"Problem with given class_path '(?:[\w]+\.)*(\w+)':"), r"\1:"),

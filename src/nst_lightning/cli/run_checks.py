@@ -24,9 +24,12 @@ class CheckpointFileError(ConfigError):
 
 
 def check_max_steps(max_steps: int) -> None:
-    """0 steps would end at once with no image: refuse it."""
+    """0 steps would end at once with no image, and under -1 is no number of steps: refuse them."""
     if max_steps == 0:
         raise ConfigError("0 steps would write no image; give at least 1 (or -1 to run until --trainer.max_epochs)",
+                          key="trainer.max_steps")
+    if max_steps is not None and max_steps < -1:
+        raise ConfigError(f"must be a number of steps >= 1 (or -1 to run until --trainer.max_epochs), not {max_steps}",
                           key="trainer.max_steps")
 
 
