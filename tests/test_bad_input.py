@@ -140,6 +140,21 @@ def test_bad_config_value(tmp_path, capsys, monkeypatch, case):
     expect_one_line_error(capsys, quiet_args(tmp_path, *extra), *needles, tmp_path=tmp_path, code=code)
 
 
+@pytest.mark.parametrize("how", ["the_content", "a_link_to_the_style"])
+def test_an_output_that_is_an_input_is_refused_even_with_overwrite(tmp_path, capsys, how):
+    content, style = tmp_path / "content.png", tmp_path / "style.png"
+    Image.new("RGB", (40, 32), RED).save(content)
+    Image.new("RGB", (40, 32), (0, 0, 255)).save(style)
+    before = content.read_bytes(), style.read_bytes()
+    output = content if how == "the_content" else tmp_path / "link.png"
+    if how == "a_link_to_the_style":
+        output.symlink_to(style)
+    expect_one_line_error(capsys, quiet_args(tmp_path, "--data.content", str(content), "--data.style", str(style),
+                                             "--output", str(output), "--overwrite", "true"),
+                          "--output", "is also an input of this run", tmp_path=tmp_path, code=2)
+    assert (content.read_bytes(), style.read_bytes()) == before and not (tmp_path / f"{output.stem}.run").exists()
+
+
 @pytest.mark.parametrize("where", ["under_a_file", "proc"])
 def test_unwritable_output_directory_is_found_before_the_run(tmp_path, capsys, where):
     (tmp_path / "a_file").write_text("not a directory")

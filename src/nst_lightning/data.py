@@ -117,6 +117,10 @@ class StyleTransferData(pl.LightningDataModule):
         for path in self.masks:
             check_image_file(path, "mask image")
 
+    def input_files(self) -> list[str]:
+        """Every input file of the run, as given: the content, the styles, the masks."""
+        return [self.content, *self.style, *self.masks]
+
     def image_sets(self, size: int) -> list[ImageSet]:
         """The inputs of the run's images at long edge ``size``: one set that every image shares."""
         content, styles, masks = self.load_images(size)
@@ -165,3 +169,6 @@ class BatchedData(StyleTransferData):
     def check_inputs(self) -> None:
         for member in self.members:
             member.check_inputs()
+
+    def input_files(self) -> list[str]:
+        return [path for member in self.members for path in member.input_files()]

@@ -33,7 +33,7 @@ from nst_lightning.cli.messages import (
     filter_lightning_banners,
     filter_lightning_tips,
 )
-from nst_lightning.cli.run_checks import check_checkpoint, check_max_steps
+from nst_lightning.cli.run_checks import check_checkpoint, check_max_steps, check_output_is_no_input
 from nst_lightning.config_tree import get_key
 from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError, ConfigValueError
@@ -207,6 +207,7 @@ class StyleTransferCLI(CompatCLI):
             )
         if isinstance(self.datamodule, StyleTransferData):
             self.datamodule.check_inputs()  # a missing input is reported first, then an output that exists
+            check_output_is_no_input(self.image_writer.output, self.datamodule.input_files())
         writer = self.image_writer
         writer.check_output(self.trainer.logger is not None)
         if writer.overwrite and self.trainer.logger is not None:

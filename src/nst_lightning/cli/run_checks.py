@@ -1,4 +1,5 @@
-"""Checks of a built run before it starts: a step count that does something, and a checkpoint that is one.
+"""Checks of a built run before it starts: a step count that does something, a checkpoint that is one, and an
+output that is none of the run's inputs.
 
 The memory pre-check is :mod:`nst_lightning.cli.memory_check`; the output's checks are the image writer's.
 """
@@ -65,3 +66,14 @@ def check_checkpoint(ckpt_path: str | os.PathLike | None) -> None:
         raise CheckpointFileError(f"{what} does not exist") from None
     except PermissionError:
         raise CheckpointFileError(f"{what} cannot be read: permission denied") from None
+
+
+def check_output_is_no_input(output: Path, inputs: list[str]) -> None:
+    """``--output`` (or the file a link there points to) is never one of the run's input files, even with
+    ``--overwrite``: that replaces an earlier output, never the image the run reads."""
+    for path in inputs:
+        same = Path(path).resolve() == output.resolve() or (
+            output.exists() and Path(path).exists() and os.path.samefile(output, path))
+        if same:
+            raise ConfigError(f"{str(output)!r} is also an input of this run ({str(path)!r}); --overwrite replaces "
+                              "an earlier output, never an input: choose another --output", key="--output")
