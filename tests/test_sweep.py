@@ -370,3 +370,21 @@ def test_points_with_their_own_style_images_batch_and_equal_their_runs_alone(tmp
         assert b["quality"]["style_distance"] == pytest.approx(s["quality"]["style_distance"], rel=1e-3)
         assert (read_png(b["output"]) - read_png(s["output"])).mul(255).abs().max() <= 1
     assert (read_png(single[0]["output"]) - read_png(single[1]["output"])).mul(255).abs().max() > 10
+
+
+def test_a_sweep_refuses_two_configs_a_file_as_output_dir_and_repeated_points(tmp_path, capsys):
+    """Found by the adversarial pass: argparse kept the last of two --config silently; an --output_dir that is a
+    file was a FileExistsError; repeated grid values did not say which point."""
+    base = ["sweep", "--config", str(DEFAULT), "--output_dir", str(tmp_path / "sweep"), "--set", "data.size=32,40"]
+    (tmp_path / "a_file").write_text("mine")
+    cases = [
+        ([*base, "--config", str(DEFAULT)], "--config given 2 times: a sweep takes one base config"),
+        ([*base, "--output_dir", str(tmp_path / "a_file" / "sub")], "is a file, not a folder"),
+        ([*base, "--set", "model.losses.tv.init_args.weight=1,1"], "two points have the same parameters (data.size=32, model.losses.tv.init_args.weight=1)"),
+    ]
+    for argv, needle in cases:
+        with pytest.raises(SystemExit) as exit_info:
+            main(argv)
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 1 and len(err) == 1 and needle in err[0], err
+    assert (tmp_path / "a_file").read_text() == "mine" and not (tmp_path / "sweep").exists()

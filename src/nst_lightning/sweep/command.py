@@ -55,6 +55,9 @@ def build_sweep(
     params = expand(spec, parse_set(inline or []))
     default_dir = Path("outputs") / "sweeps" / (Path(spec_path).stem if spec_path else "sweep")
     out = Path(output_dir or spec.get("output_dir") or default_dir)
+    existing = next((p for p in (out, *out.absolute().parents) if p.exists()), None)
+    if existing is not None and not existing.is_dir():
+        raise SweepError(f"--output_dir {str(out)!r}: {str(existing)!r} is a file, not a folder; choose another --output_dir")
     fixed = {**POINT_DEFAULTS, **_mapping(spec, "fixed")}
     points = [Point(p) for p in params]
     name_points(points)
@@ -197,7 +200,7 @@ def parser() -> argparse.ArgumentParser:
         prog="nst-lightning sweep",
         description="Run a parameter sweep: every point is its own style transfer run of --config.",
     )
-    p.add_argument("--config", required=True, help="the base config (as for 'nst-lightning fit')")
+    p.add_argument("--config", required=True, action="append", help="the base config (as for 'nst-lightning fit')")
     p.add_argument("--sweep", help="the sweep file: grid, random, samples, seed, fixed, output_dir")
     p.add_argument("--set", action="append", default=[], metavar="KEY=V1,V2",
                    help="a grid axis on the command line, e.g. model.losses.style.init_args.weight=10,30")
@@ -227,11 +230,14 @@ def sweep_main(argv: list[str], build: Callable[[list[str]], Any],
     """``nst-lightning sweep ARGS``; ``build`` builds one point's run from its ``fit`` arguments, ``describe``
     words a point's error as ``fit`` would."""
     args = parser().parse_args(argv)
+    if len(args.config) > 1:  # argparse would keep the last silently
+        raise SweepError(f"--config given {len(args.config)} times: a sweep takes one base config; put further "
+                         "settings in the sweep file's 'fixed:' or in --set")
     if args.sweep is None and not args.set:
         raise SweepError("give a sweep file (--sweep) or grid axes (--set key=v1,v2)")
     if args.max_batch < 1:
         raise SweepError(f"--max_batch must be at least 1, not {args.max_batch}")
-    sweep = build_sweep(args.config, args.sweep, args.set, args.output_dir, build, describe)
+    sweep = build_sweep(args.config[0], args.sweep, args.set, args.output_dir, build, describe)
     records = run_sweep(sweep, args.backend, args.max_batch, args.workers, args.address, args.dry_run,
                         overwrite=args.overwrite)
     failed = [r["name"] for r in records.values() if r["status"] == "failed"]

@@ -68,8 +68,11 @@ def name_points(points: list[Point]) -> None:
     counts = collections.Counter(names)
     for p, name in zip(points, names):
         p.name = name if counts[name] == 1 else f"{name}-{_digest(p.params)}"
-    if len({p.name for p in points}) < len(points):
-        raise SweepError("sweep: two points have the same parameters")
+    counts = collections.Counter(p.name for p in points)
+    repeated = next((p for p in points if counts[p.name] > 1), None)
+    if repeated is not None:
+        same = ", ".join(f"{key}={value}" for key, value in repeated.params.items())
+        raise SweepError(f"sweep: two points have the same parameters ({same}); give each value once")
 
 
 def output_path(sweep: Sweep, point: Point) -> Path:
