@@ -78,7 +78,7 @@ FIT_OPTIONS = [
     ("--model.init content|noise|style|FILE", "where the image starts"),
     ("--model.preserve_colour true", "keep the content's colours"),
     ("--snapshot_every N", "also write a snapshot every N steps"),
-    ("--ckpt_path FILE", "resume an interrupted run (<output stem>_interrupted.ckpt)"),
+    ("--ckpt_path FILE", "resume an interrupted run (<output stem>.run/interrupted.ckpt)"),
     ("--print_config", "print the full config of the run and exit"),
 ]
 

@@ -60,7 +60,7 @@ def check_checkpoint(ckpt_path: str | os.PathLike | None) -> None:
         if not _is_torch_file(path):
             raise CheckpointFileError(
                 f"{what} is not a checkpoint: it is not a file written by torch.save or Lightning "
-                f"({path.stat().st_size} bytes); give the .ckpt file a run saved (e.g. <output stem>_interrupted.ckpt)"
+                f"({path.stat().st_size} bytes); give the .ckpt file a run saved (e.g. <output stem>.run/interrupted.ckpt)"
             )
     except FileNotFoundError:
         raise CheckpointFileError(f"{what} does not exist") from None
