@@ -6,6 +6,9 @@ import json
 from pathlib import Path
 
 from nst_lightning.callbacks.convergence import plateaued
+from nst_lightning.quality.distances import STYLE_LAYERS
+
+LAYER_KEYS = [f"style_{name}" for name in STYLE_LAYERS]
 
 RULES = [(1e-4, 50), (1e-3, 10), (2e-3, 10), (5e-3, 10), (1e-2, 10), (2e-3, 20), (5e-3, 20), (1e-2, 20), (5e-3, 30), (1e-2, 50)]
 
@@ -84,8 +87,8 @@ def label(record: dict) -> str:
 
 
 def table(records: list[dict], references: list[dict]) -> str:
-    lines = ["| run | pair | px | steps | FSE (pixels) | FSE (time) | seconds | style | content | SSIM | loss fall in the next steps |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| run | pair | px | steps | FSE (pixels) | FSE (time) | seconds | style (geometric mean) | relu1_1 / … / relu5_1 | content | SSIM | loss fall in the next steps |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for rec in records:
         rows = scored(final_rows(rec))
         if not rows:
@@ -99,10 +102,10 @@ def table(records: list[dict], references: list[dict]) -> str:
             row, fall_text, name = rows[-1], "", rec["variant"]
         steps = row["step"]
         lines.append(f"| {name} | {rec['pair']} | {rec['size']} | {steps} | {fse_pixels(rec, row):.1f} | {fse(rec, row):.1f} | {row['seconds']:.0f} | "
-                     f"{row['style_distance']:.4f} | {row['content_distance']:.3f} | {row['ssim']:.3f} | {fall_text} |")
+                     f"{row['style_distance']:.4f} | {layers_text(row)} | {row['content_distance']:.3f} | {row['ssim']:.3f} | {fall_text} |")
     for ref in references:
         lines.append(f"| jcjohnson/neural-style (reference) | {ref['pair']} | 512 | 1000 from noise | 1000 | – | – | "
-                     f"{ref['style_distance']:.4f} | {ref['content_distance']:.3f} | {ref['ssim']:.3f} | |")
+                     f"{ref['style_distance']:.4f} | {layers_text(ref)} | {ref['content_distance']:.3f} | {ref['ssim']:.3f} | |")
     return "\n".join(lines)
 
 
@@ -147,6 +150,44 @@ def beats_table(records: list[dict], references: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def layers_text(row: dict) -> str:
+    """``0.0025 / 0.0075 / 0.0188 / 0.0646 / 0.127`` (relu1_1 … relu5_1), or – for rows scored before 0.2."""
+    if not all(k in row for k in LAYER_KEYS):
+        return "–"
+    return " / ".join(f"{row[k]:.3g}" for k in LAYER_KEYS)
+
+
+def dominates(row: dict, ref: dict) -> bool:
+    """At or below the reference on every style layer and below it on content: the rule for "better"."""
+    return all(row[k] <= ref[k] for k in LAYER_KEYS) and row["content_distance"] < ref["content_distance"]
+
+
+def per_layer_table(records: list[dict], references: list[dict], budget: float = 50.0) -> str:
+    """For each run at 512 px: its per-layer distances at the last scored step within ``budget`` FSE, the
+    reference's, and whether it is better on every layer and on content (and at which step first)."""
+    lines = ["| run | pair | FSE | relu1_1 / relu2_1 / relu3_1 / relu4_1 / relu5_1 | geometric mean | content | "
+             "better on every layer and content? (first at FSE) |", "|---|---|---|---|---|---|---|"]
+    refs = {r["pair"]: r for r in references}
+    for rec in records:
+        ref = refs.get(rec["pair"])
+        rows = [r for r in scored(final_rows(rec)) if r["step"] > 0 and all(k in r for k in LAYER_KEYS)]
+        if rec["size"] != 512 or ref is None or not rows or not all(k in ref for k in LAYER_KEYS):
+            continue
+        within = [r for r in rows if fse_pixels(rec, r) <= budget + 1e-6] or rows[:1]
+        row = within[-1]
+        first = next((r for r in rows if dominates(r, ref)), None)
+        verdict = "no" if first is None else f"yes ({fse_pixels(rec, first):.1f})"
+        if first is not None and fse_pixels(rec, first) > budget:
+            verdict = f"not within {budget:g} ({fse_pixels(rec, first):.1f})"
+        lines.append(f"| {rec['variant']} | {rec['pair']} | {fse_pixels(rec, row):.1f} | {layers_text(row)} | "
+                     f"{row['style_distance']:.4f} | {row['content_distance']:.3f} | {verdict} |")
+    for ref in references:
+        if all(k in ref for k in LAYER_KEYS):
+            lines.append(f"| jcjohnson/neural-style (reference, 1000 iterations from noise) | {ref['pair']} | 1000 | "
+                         f"{layers_text(ref)} | {ref['style_distance']:.4f} | {ref['content_distance']:.3f} | |")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict], references: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -188,7 +229,7 @@ def plot(records: list[dict], references: list[dict], path: Path) -> None:
 
 def report(jsonls: list[Path], out: Path) -> None:
     records, references = load(*jsonls)
-    text = "## Runs\n\n" + table(records, references) + "\n\n## 512 px against jcjohnson/neural-style\n\n" + beats_table(records, references) + "\n\n## Candidate stopping rules, replayed on the recorded runs\n\n" + rules_table(records) + "\n"
+    text = "## Runs\n\n" + table(records, references) + "\n\n## 512 px against jcjohnson/neural-style, per layer\n\n" + per_layer_table(records, references) + "\n\n## 512 px against jcjohnson/neural-style (aggregates)\n\n" + beats_table(records, references) + "\n\n## Candidate stopping rules, replayed on the recorded runs\n\n" + rules_table(records) + "\n"
     out.with_suffix(".md").write_text(text)
     print(text)
     try:

@@ -52,12 +52,13 @@ REFERENCES = {"starry": "tubingen_starry.png", "scream": "tubingen_scream.png", 
 # name: (overrides on configs/default.yaml, keep its callbacks?, max steps, extra callbacks)
 VARIANTS = {
     "default": ("", True, 200, list),
+    "faithful": (f"--config {ROOT / 'configs' / 'faithful.yaml'}", True, 200, list),
     "L-BFGS single-scale, 200 steps (old default)": ("", False, 200, list),
     "Adam (lr 0.02), single-scale": ("--model.optimizer ImageAdam", False, 200, list),
     "L-BFGS single-scale, 100 steps": ("", False, 100, list),
     "L-BFGS multi-scale, 3 scales, 20 steps at each coarse one": ("", False, 160, lambda: [MultiScale(3, steps_per_scale=20)]),
 }
-SHORT = {"default": "default", "lbfgs": "L-BFGS single-scale, 200 steps (old default)",
+SHORT = {"default": "default", "faithful": "faithful", "lbfgs": "L-BFGS single-scale, 200 steps (old default)",
          "adam": "Adam (lr 0.02), single-scale", "lbfgs100": "L-BFGS single-scale, 100 steps", "multiscale": "L-BFGS multi-scale, 3 scales, 20 steps at each coarse one",
          "pastiche": "pastiche"}
 
@@ -225,7 +226,7 @@ def main() -> None:
         "default:starry:256", "lbfgs:starry:256", "adam:starry:256", "pastiche:starry:256",
         "default:starry:512", "default:scream:512", "default:shipwreck:512",
         "default:scream:256", "default:shipwreck:256",
-    ], help="VARIANT:PAIR:SIZE, VARIANT one of default, lbfgs, adam, multiscale, pastiche")
+    ], help="VARIANT:PAIR:SIZE, VARIANT one of default, faithful, lbfgs, adam, multiscale, pastiche")
     parser.add_argument("--score-every", type=int, default=10)
     parser.add_argument("--extra", type=int, default=100, help="steps past the observed stop")
     parser.add_argument("--default-cap", type=int, default=400, help="max_steps for the observed default runs")

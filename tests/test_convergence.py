@@ -171,8 +171,8 @@ def test_a_real_run_stops_early_and_says_why(tmp_path, capsys):
     assert 3 <= step < 300
 
 
-def test_the_default_config_stops_by_the_rule(tmp_path, capsys):
-    real_run(tmp_path, "default.yaml", "--trainer.callbacks.tolerance=0.05", "--trainer.callbacks.window=4",
+def test_the_faithful_preset_stops_by_the_rule(tmp_path, capsys):
+    real_run(tmp_path, "faithful.yaml", "--trainer.callbacks.tolerance=0.05", "--trainer.callbacks.window=4",
              size=64)
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert "converged at step" in last

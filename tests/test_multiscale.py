@@ -80,3 +80,25 @@ def test_multiscale_from_the_command_line(tmp_path):
                                                            "Scale 2/2: 80x60 px from step 10"]
     assert read_png(tmp_path / "out.png").shape == (1, 3, 60, 80)
     assert read_png(tmp_path / "out.run" / "step00010.png").shape == (1, 3, 43, 57)
+
+
+def test_the_default_config_is_the_measured_coarse_to_fine_budget(tmp_path, capsys):
+    """configs/default.yaml says: 30 steps at half the size, 30 at 1/√2, 27 at the size (49.5 full-size-equivalent
+    iterations), style weight 100, ending at trainer.max_steps. A real run of it at 64 px does exactly that."""
+    from nst_lightning.cli import main
+    from nst_lightning.cli.fit import build_cli
+
+    from .conftest import ROOT
+
+    config = ROOT / "configs" / "default.yaml"
+    cli = build_cli(["--config", str(config), "--output", str(tmp_path / "x.png")], run=False)
+    schedule = next(c for c in cli.trainer.callbacks if isinstance(c, MultiScale))
+    sizes = scale_sizes(256, schedule.scales)
+    assert sizes == [128, 181, 256] and cli.trainer.max_steps == 87 and cli.model.losses["style"].weight == 100.0
+    fse = sum(steps * (size / sizes[-1]) ** 2 for steps, size in zip([30, 30, 27], sizes))
+    assert fse == pytest.approx(49.5, abs=0.1)  # the budget the config's comment and docs/quality.md state
+    out = tmp_path / "out.png"
+    main(["fit", "--config", str(config), "--data.size", "64", "--trainer.logger", "false",
+          "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false", "--output", str(out)])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert out.is_file() and last.endswith("; ran trainer.max_steps (87))"), last
