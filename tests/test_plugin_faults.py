@@ -261,3 +261,20 @@ def test_a_sweep_over_a_config_that_uses_a_broken_plugin_is_refused_naming_it(br
                                      code=2)
     assert line == ("nst-lightning: error: model.losses.mine: loss 'BrokenLoss' is from plugin 'bad', which is broken "
                     "and skipped (nst_register_losses() raised RuntimeError: hook blew up)")
+
+
+def test_a_loss_named_by_class_path_whose_init_raises_names_the_key_and_the_class(monkeypatch, tmp_path, capsys):
+    """A loss that no plugin registered (a config names it by its import path) is a component too: its error names
+    the key, the class path and the exception's type, not just the exception's text."""
+    write_module(monkeypatch, tmp_path, "nstp_by_path", """
+        from nst_lightning.plugin import LossTerm
+
+        class Boom(LossTerm):
+            def __init__(self, weight: float = 1.0):
+                raise RuntimeError("boom in init")
+
+            def forward(self, features, image):
+                return image.sum()
+    """)
+    line = one_line(capsys, tmp_path, "--model.losses.boom.class_path", "nstp_by_path.Boom", *QUICK)
+    assert line == "model.losses.boom (nstp_by_path.Boom): RuntimeError: boom in init"

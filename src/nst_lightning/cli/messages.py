@@ -19,7 +19,7 @@ from jsonargparse import ArgumentError
 from nst_lightning.cli.compat import dict_key_being_built
 from nst_lightning.errors import ComponentFault, NstLightningError
 from nst_lightning.plugin.manager import PluginImportWarning
-from nst_lightning.plugin.registry import Registry
+from nst_lightning.plugin.registry import KINDS, Registry
 
 # Lines of jsonargparse's union reports that say nothing about what is wrong.
 _NOISE = re.compile(
@@ -196,8 +196,9 @@ def failing_component(exc: BaseException, registry: Registry | None = None) -> t
     """(config key, class) of the innermost component whose code raised ``exc``, or None.
 
     A component is an object with a ``config_key`` (the model tags its backbone, loss terms and
-    optimizer with theirs) or an instance of a registered class, such as one whose ``__init__``
-    refused a value while jsonargparse built it (then the loss's name comes from jsonargparse's frame).
+    optimizer with theirs) or an instance of a registered class, or of a component's base class (a class
+    a config names by its path), such as one whose ``__init__`` refused a value while jsonargparse built it
+    (then the loss's name comes from jsonargparse's frame).
     """
     found, dict_key = None, None
     tb = exc.__traceback__
@@ -209,8 +210,8 @@ def failing_component(exc: BaseException, registry: Registry | None = None) -> t
         if isinstance(key, str):
             found = (key, type(obj))
         elif obj is not None and registry is not None:
-            kind = registry.kind_of(type(obj))
-            if kind is not None:
+            kind = registry.kind_of(type(obj)) or next((k for k, base in KINDS.items() if isinstance(obj, base)), None)
+            if kind in KIND_KEYS:
                 key = KIND_KEYS[kind] + (f".{dict_key}" if kind == "loss" and dict_key else "")
                 found = (key, type(obj))
         tb = tb.tb_next
