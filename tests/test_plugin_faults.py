@@ -278,3 +278,10 @@ def test_a_loss_named_by_class_path_whose_init_raises_names_the_key_and_the_clas
     """)
     line = one_line(capsys, tmp_path, "--model.losses.boom.class_path", "nstp_by_path.Boom", *QUICK)
     assert line == "model.losses.boom (nstp_by_path.Boom): RuntimeError: boom in init"
+
+
+def test_a_class_path_whose_module_raises_on_import_says_so(monkeypatch, tmp_path, capsys):
+    """Not "unknown loss": the module exists and its own import error is what to fix."""
+    write_module(monkeypatch, tmp_path, "nstp_raises", "raise ImportError('broken on purpose')\n")
+    line = one_line(capsys, tmp_path, "--model.losses.x.class_path", "nstp_raises.Loss", *QUICK, code=2)
+    assert line == "model.losses.x: 'nstp_raises.Loss': importing 'nstp_raises' failed: ImportError: broken on purpose"

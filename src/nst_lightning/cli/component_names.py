@@ -90,6 +90,21 @@ def named_components(argv: list[str]) -> Iterator[tuple[str, str, str]]:
                 yield key, kind, path
 
 
+def _import_failure(path: str) -> str | None:
+    """Why ``path``'s module fails to import when it exists but raises (its own error, for the user to fix);
+    None when it imports, or when there is no such module (then the name is just unknown)."""
+    module = path.rpartition(".")[0]
+    try:
+        importlib.import_module(module)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module == exc.name or module.startswith(f"{exc.name}.")):
+            return None
+        return f"importing {module!r} failed: {type(exc).__name__}: {exc}"
+    except Exception as exc:  # noqa: BLE001 - any error of the user's module is reported, named
+        return f"importing {module!r} failed: {type(exc).__name__}: {exc}"
+    return None
+
+
 def _importable(path: str) -> bool:
     module, _, name = path.rpartition(".")
     try:
@@ -114,6 +129,9 @@ def check_component_names(argv: list[str], registry: Registry) -> None:
         if "." in path:
             if _importable(path):
                 continue
+            failure = _import_failure(path)
+            if failure:
+                raise UnknownComponentError(f"{key}: {path!r}: {failure}")
         elif path in registered or path in _subclass_names(KINDS[kind]):
             continue
         if kind == "optimizer":
