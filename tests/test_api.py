@@ -19,7 +19,7 @@ def test_stylize_takes_paths_arrays_and_tensors_and_reports_the_run():
     content = np.asarray(Image.open(CONTENT).convert("RGB"))  # an H×W×3 uint8 array
     style = torch.rand(3, 40, 40)  # a tensor in [0, 1]
     result = nst_lightning.stylize(content, [style, "sample:the_scream.jpg"], size=48, steps=3, progress=False,
-                                   overrides={"model.backbone.init_args.weights": "none"})
+                                   config="faithful", overrides={"model.backbone.init_args.weights": "none"})
     assert result.image.size == (48, 36)
     assert {"style_distance", "content_distance", "ssim"} <= set(result.distances)
     assert result.stop_reason is not None and "max_steps (3)" in result.stop_reason

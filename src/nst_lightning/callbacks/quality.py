@@ -130,6 +130,4 @@ def run_summary(pl_module: pl.LightningModule) -> str:
             parts.append(f"warping error {report.quality[0]['warping_error']:.4g}")
     if report.stop_reason:
         parts.append(report.stop_reason)
-    elif pl_module.trainer.max_steps > 0 and pl_module.trainer.global_step >= pl_module.trainer.max_steps:
-        parts.append(f"ran trainer.max_steps ({pl_module.trainer.max_steps})")  # a fixed budget, no stopping rule
     return f" ({'; '.join(parts)})" if parts else ""

@@ -147,7 +147,7 @@ def resolve_configs(argv: list[str], options: tuple[str, ...] = ("config",), rew
 
 
 def with_default_config(argv: list[str]) -> list[str]:
-    """``fit`` without any ``--config`` runs the shipped default (the measured default: its stopping rule, seed 0,
+    """``fit`` without any ``--config`` runs the shipped default (the measured default: its schedule, seed 0,
     ``outputs/default.png``), as ``--config default`` would; ``--print_config`` shows it."""
     if argv[:1] != ["fit"] or any(a == "--config" or a.startswith("--config=") for a in argv):
         return argv

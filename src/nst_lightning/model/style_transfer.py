@@ -404,6 +404,13 @@ class StyleTransfer(pl.LightningModule):
         for logger in self.loggers:
             logger.log_metrics(numbers, step=step)
 
+    def on_train_end(self) -> None:
+        """A run that no stopping rule ended ran its budget: the report says so (for the final line, the Python
+        API and sweeps). Lightning calls this after the callbacks' ``on_train_end``, where a rule gives its reason."""
+        trainer = self.trainer
+        if self.report.stop_reason is None and trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            self.report.stop_reason = f"ran trainer.max_steps ({trainer.max_steps})"
+
     def logs_this_step(self) -> bool:
         """Log on the first step, every ``trainer.log_every_n_steps`` steps, and on the last step.
 
