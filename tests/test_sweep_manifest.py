@@ -133,3 +133,27 @@ def test_journal_lines_of_an_older_sweep_or_cut_short_are_not_applied(tmp_path, 
         f.write('{"journal": "' + writer.token + '", "point": {"name": "')  # cut short by a kill
     statuses = {name: r["status"] for name, r in read_manifest(sweep.output_dir).items()}
     assert statuses == {first.name: "pending", second.name: "done"}
+
+
+def test_a_full_disk_at_the_journal_names_the_file(tmp_path, monkeypatch):
+    import builtins
+    import errno
+    import os
+
+    import pytest
+
+    from nst_lightning.files import WriteError
+
+    sweep = build_sweep(DEFAULT, None, ["model.losses.style.init_args.weight=1,2"], tmp_path / "full")
+    writer = manifest_module.ManifestWriter(sweep, {})
+    writer.start()
+    real_open = builtins.open
+
+    def full(path, *args, **kwargs):
+        if str(path).endswith(JOURNAL):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_open(path, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "open", full)
+    with pytest.raises(WriteError, match=f"could not write .*{JOURNAL}.*No space left on device"):
+        writer.add({"name": sweep.points[0].name, "status": "done"})

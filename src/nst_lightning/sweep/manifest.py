@@ -15,7 +15,7 @@ import uuid
 from pathlib import Path
 from typing import IO, Any
 
-from nst_lightning.files import atomic_write
+from nst_lightning.files import WriteError, atomic_write
 from nst_lightning.sweep.spec import Point, Sweep, _canonical
 
 MANIFEST = "manifest.json"
@@ -93,10 +93,14 @@ class ManifestWriter:
 
     def add(self, record: dict[str, Any]) -> None:
         self.records[record["name"]] = record
-        if self._journal is None:
-            self._journal = open(self.sweep.output_dir / JOURNAL, "a")  # noqa: SIM115 - closed by finish()
-        self._journal.write(json.dumps({"journal": self.token, "point": record}, default=str) + "\n")
-        self._journal.flush()  # in the OS's hands: a killed process loses nothing
+        path = self.sweep.output_dir / JOURNAL
+        try:
+            if self._journal is None:
+                self._journal = open(path, "a")  # noqa: SIM115 - closed by finish()
+            self._journal.write(json.dumps({"journal": self.token, "point": record}, default=str) + "\n")
+            self._journal.flush()  # in the OS's hands: a killed process loses nothing
+        except OSError as exc:  # a full disk: name the file, as every other write does
+            raise WriteError(path, exc) from exc
 
     def finish(self) -> Path:
         if self._journal is not None:
