@@ -235,7 +235,7 @@ def test_shipped_configs_work_by_name_from_any_folder(tmp_path, monkeypatch, cap
     printed = yaml.safe_load(capsys.readouterr().out)
     assert printed["data"]["content"] == "sample:tubingen.jpg" and printed["seed_everything"] == 0
     assert printed["output"] == "outputs/default.png"
-    assert printed["trainer"]["callbacks"][0]["class_path"].endswith("StopWhenConverged")
+    assert printed["trainer"]["callbacks"][0]["class_path"].endswith("MultiScale")
     folder = tmp_path / "project"
     folder.mkdir()
     load_image(CONTENT, 48)  # readable

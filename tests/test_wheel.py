@@ -44,7 +44,8 @@ def test_the_installed_wheel_runs_the_default_from_an_empty_folder(wheel, tmp_pa
     where = subprocess.run([sys.executable, "-c", "import nst_lightning; print(nst_lightning.__file__)"], env=env,
                            cwd=empty, capture_output=True, text=True, timeout=120, check=True)
     assert where.stdout.strip().startswith(str(site))  # the wheel's copy, not this clone's
-    run = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--data.size", "32", "--trainer.max_steps", "2",
+    run = subprocess.run([sys.executable, "-m", "nst_lightning", "fit", "--data.size", "64", "--trainer.max_steps", "3",
+                          "--trainer.callbacks.steps_per_scale", "1",  # the default's three scales, one step each
                           "--trainer.logger", "false", "--trainer.enable_checkpointing", "false"],
                          env=env, cwd=empty, capture_output=True, text=True, timeout=600, check=False)
     assert run.returncode == 0, run.stderr[-2000:]

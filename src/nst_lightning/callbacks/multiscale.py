@@ -83,7 +83,8 @@ class MultiScale(pl.Callback):
         if trainer.max_steps is not None and 0 < trainer.max_steps <= sum(steps):
             raise ConfigValueError(
                 f"MultiScale: trainer.max_steps ({trainer.max_steps}) must exceed the coarse scales' steps "
-                f"({sum(steps)}) so that the final size gets steps too"
+                f"({sum(steps)}) so that the final size gets steps too; give the coarse scales fewer "
+                f"(--trainer.callbacks.steps_per_scale N) or run one scale (--config faithful)"
             )
         self.boundaries = [sum(steps[:k]) for k in range(len(self.sizes))]
 

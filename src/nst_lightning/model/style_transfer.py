@@ -138,6 +138,7 @@ class StyleTransfer(pl.LightningModule):
             raise ConfigValueError(f"model.init must be {', '.join(INIT_CHOICES)} or an existing image file, not {init!r}")
         self.register_parameter("image", None)
         self.report = RunReport()
+        self.output_size: tuple[int, ...] | None = None  # (H, W) of the output at the final scale, set by setup
         self.tiling = tiling if tiling is not None else Tiling()
         self.plan: RunPlan | None = None
         self._set_layout: list[tuple[int, int, list[float]]] = []
@@ -240,6 +241,7 @@ class StyleTransfer(pl.LightningModule):
             return
         data = self.trainer.datamodule
         self.set_image_sets(data.sets)
+        self.output_size = tuple(self.content_image.shape[-2:])  # the final size, before any scale changes it
         self.image = nn.Parameter(self.initial_image())
         if self.plan is None:
             self.make_plan(self.num_styles, data.style_scale, self.device, contents=len(data.sets))
@@ -255,10 +257,10 @@ class StyleTransfer(pl.LightningModule):
 
     def run_identity(self) -> dict[str, str | int]:
         """What a checkpoint must agree on to be resumed by this run: the backbone, the optimizer, the batch, and the
-        output's size (width x height at the final scale: the content's)."""
+        output's size (width x height at the final scale, also when a multi-scale run saves at a coarse one)."""
         probe = self.optimizer_probe()
         optimizer = "unknown" if probe is None else (probe if isinstance(probe, type) else type(probe)).__name__
-        height, width = self.content_image.shape[-2:]
+        height, width = self.output_size or tuple(self.content_image.shape[-2:])
         return {"backbone": type(self.backbone).__name__, "optimizer": optimizer, "images": self.num_images,
                 "size": f"{width}x{height}"}
 
