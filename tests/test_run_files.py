@@ -5,12 +5,11 @@ names the image, the log folder and the checkpoint. Real tiny runs."""
 from __future__ import annotations
 
 import signal
-import struct
 from pathlib import Path
 
 import pytest
 import torch
-from tensorboardX.proto import event_pb2
+from tensorboard.backend.event_processing.event_file_loader import EventFileLoader  # the test extra's tensorboard
 
 from nst_lightning.cli import main
 
@@ -22,16 +21,11 @@ CTRL_C_AT_STEP_2 = "--trainer.callbacks+=tests.robustness_helpers.SignalAtStep"
 
 
 def logged_steps(folder: Path) -> list[int]:
-    """The steps at which ``loss/total`` is in the folder's TensorBoard event files (every file, read as records:
-    length, its CRC, the event, its CRC)."""
+    """The steps at which ``loss/total`` is in the folder's TensorBoard event files (every file, read with
+    TensorBoard's own reader)."""
     steps = []
     for path in sorted(folder.glob("events.out.tfevents.*")):
-        data, i = path.read_bytes(), 0
-        while i < len(data):
-            (length,) = struct.unpack("<Q", data[i:i + 8])
-            event = event_pb2.Event()
-            event.ParseFromString(data[i + 12:i + 12 + length])
-            i += 12 + length + 4
+        for event in EventFileLoader(str(path)).Load():
             steps += [event.step for value in event.summary.value if value.tag == "loss/total"]
     return sorted(steps)
 
