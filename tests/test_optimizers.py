@@ -39,3 +39,35 @@ def test_lbfgs_with_a_line_search_gets_trials_and_keeps_going():
 def test_adam_defaults_are_the_style_transfer_ones():
     adam = ImageAdam([torch.zeros(2, requires_grad=True)])
     assert adam.defaults["lr"] == 0.02 and adam.defaults["betas"] == (0.99, 0.999) and adam.defaults["eps"] == 0.1
+
+
+def test_a_saved_lbfgs_state_holds_only_its_filled_pairs_and_resumes_bit_for_bit():
+    torch.manual_seed(0)
+    target = torch.rand(2, 3, 8, 8)
+
+    def make(image):
+        optimizer = ImageLBFGS([image], history_size=50, bounds=None)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = ((image - target) ** 4).sum()
+            loss.backward()
+            return loss
+
+        return optimizer, closure
+
+    image = torch.nn.Parameter(torch.zeros(2, 3, 8, 8))
+    optimizer, closure = make(image)
+    for _ in range(7):
+        optimizer.step(closure)
+    saved = optimizer.state_dict()
+    assert saved["state"][0]["S"].shape == (2, 6, 3 * 8 * 8)  # 7 steps made 6 curvature pairs, of 50 slots
+    assert optimizer.state[image]["S"].shape[1] == 50  # the live state is untouched
+    resumed_image = torch.nn.Parameter(image.detach().clone())
+    resumed, resumed_closure = make(resumed_image)
+    resumed.load_state_dict(saved)
+    assert resumed.state[resumed_image]["S"].shape[1] == 50
+    for _ in range(5):
+        optimizer.step(closure)
+        resumed.step(resumed_closure)
+    assert torch.equal(image, resumed_image)

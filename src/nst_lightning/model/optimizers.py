@@ -233,7 +233,20 @@ class ImageLBFGS(torch.optim.Optimizer):
         return loss
 
     def state_dict(self) -> dict:
-        return super().state_dict() if self._wolfe is None else self._wolfe.state_dict()
+        """As torch's, but the L-BFGS history holds only its filled pairs: a run that made 27 steps at its last
+        scale saves 27 pairs, not ``history_size`` (100) of which 73 are empty. :meth:`load_state_dict` puts
+        them back in the same ring-buffer slots (a pair of age a sits at slot a mod the size), so a resumed run is
+        bit for bit the same. The fill count is read from the device here only, when a checkpoint is saved."""
+        if self._wolfe is not None:
+            return self._wolfe.state_dict()
+        saved = super().state_dict()
+        for key, state in list(saved["state"].items()):
+            if "age" in state:
+                size = state["age"].shape[1]
+                filled = int((state["age"] >= 0).sum(1).max())
+                if filled < size:  # ages 0 … filled-1: the same slots in a ring of either size
+                    saved["state"][key] = resized_history(state, max(1, filled))
+        return saved
 
     def load_state_dict(self, state_dict: dict) -> None:
         """As torch's, but the state keeps its dtypes: torch casts every state tensor to the parameter's dtype
@@ -246,7 +259,10 @@ class ImageLBFGS(torch.optim.Optimizer):
         image = self.image
         for key, values in saved.items():
             if int(key) == 0:
-                self.state[image] = {k: v.to(image.device) if torch.is_tensor(v) else v for k, v in values.items()}
+                state = {k: v.to(image.device) if torch.is_tensor(v) else v for k, v in values.items()}
+                if "age" in state:  # the filled pairs :meth:`state_dict` kept, back in a ring of the group's size
+                    state = resized_history(state, int(self.param_groups[0]["history_size"]))
+                self.state[image] = state
 
 
 class ImageAdam(torch.optim.Adam):
