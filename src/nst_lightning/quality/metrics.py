@@ -52,7 +52,9 @@ def ssim_by_tiles(preds: Tensor, target: Tensor, tile_size: int = 1024) -> Tenso
     return (total / (c * height * width)).float()
 
 
-class _MeanDistance(Metric):
+class MeanDistance(Metric):
+    """A distance's mean over every image (or pair) added with ``_add``: a float64 sum and a count."""
+
     is_differentiable = False
     higher_is_better = False
     full_state_update = False
@@ -70,7 +72,7 @@ class _MeanDistance(Metric):
         return (self.total / self.count.clamp_min(1)).float()
 
 
-class StyleDistance(_MeanDistance):
+class StyleDistance(MeanDistance):
     """The style distance (see :mod:`.distances`): the geometric mean over relu1_1 … relu5_1 of
     ``‖G(out) − G(style)‖² / ‖G(style)‖²``, or with ``layer="relu3_1"`` (say) that one layer's value.
 
@@ -104,7 +106,7 @@ class StyleDistance(_MeanDistance):
         self._add(geometric_mean(layers) if self.layer is None else layers[:, STYLE_LAYERS.index(self.layer)])
 
 
-class ContentDistance(_MeanDistance):
+class ContentDistance(MeanDistance):
     """``‖F(out) − F(content)‖² / ‖F(content)‖²`` at relu4_2; ``update(preds, content)`` with the content
     image at the output's exact size."""
 

@@ -14,7 +14,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
 from nst_lightning.image.io import load_image
 from nst_lightning.quality.distances import (
@@ -24,7 +23,7 @@ from nst_lightning.quality.distances import (
     style_distance_from_grams,
     style_targets,
 )
-from nst_lightning.quality.metrics import ssim_by_tiles
+from nst_lightning.quality.metrics import MeanDistance, ssim_by_tiles
 from nst_lightning.video.flow import DISFlow, FlowCache, OpticalFlow
 from nst_lightning.video.io import VideoError, read_clip
 from nst_lightning.video.warp import warp
@@ -37,28 +36,18 @@ def warping_errors(previous: Tensor, current: Tensor, flow_to_previous: Tensor, 
     return squared.sum((1, 2, 3)) / (3 * reliable.sum((1, 2, 3))).clamp_min(1)
 
 
-class WarpingError(Metric):
+class WarpingError(MeanDistance):
     """The mean over frame pairs of :func:`warping_errors` (``update(previous, current, flow_to_previous, reliable)``
     once per pair), and the worst pair (``worst`` after ``compute``)."""
 
-    is_differentiable = False
-    higher_is_better = False
-    full_state_update = False
-
     def __init__(self, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.add_state("total", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
-        self.add_state("count", default=torch.tensor(0, dtype=torch.long), dist_reduce_fx="sum")
         self.add_state("worst", default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="max")
 
     def update(self, previous: Tensor, current: Tensor, flow_to_previous: Tensor, reliable: Tensor) -> None:
         errors = warping_errors(previous, current, flow_to_previous, reliable).double()
-        self.total += errors.sum()
-        self.count += errors.numel()
+        self._add(errors)
         self.worst = torch.maximum(self.worst, errors.max())
-
-    def compute(self) -> Tensor:
-        return (self.total / self.count.clamp_min(1)).float()
 
 
 @dataclass
