@@ -188,6 +188,28 @@ def per_layer_table(records: list[dict], references: list[dict], budget: float =
     return "\n".join(lines)
 
 
+def equal_fse_table(records: list[dict], references: list[dict], points: tuple[float, ...] = (25.0, 50.0)) -> str:
+    """For the parametrization runs (pixels or a Laplacian pyramid): per-layer distances at the scored step nearest
+    each of ``points`` FSE (the runs score there: ``--score-fse``), with jcjohnson's at 512 px."""
+    lines = ["| run | pair | px | FSE | relu1_1 / relu2_1 / relu3_1 / relu4_1 / relu5_1 | geometric mean | content |",
+             "|---|---|---|---|---|---|---|"]
+    chosen = [r for r in records if r["variant"].startswith(("pixels", "laplacian"))]
+    for rec in sorted(chosen, key=lambda r: (r["size"], r["pair"])):
+        rows = [r for r in scored(final_rows(rec)) if r["step"] > 0 and all(k in r for k in LAYER_KEYS)]
+        for point in points:
+            if not rows or fse_pixels(rec, rows[-1]) < point - 1:
+                continue
+            row = min(rows, key=lambda r: abs(fse_pixels(rec, r) - point))
+            lines.append(f"| {rec['variant']} | {rec['pair']} | {rec['size']} | {fse_pixels(rec, row):.1f} | "
+                         f"{layers_text(row)} | {row['style_distance']:.4f} | {row['content_distance']:.3f} |")
+    if any(r["size"] == 512 for r in chosen):
+        for ref in references:
+            if all(k in ref for k in LAYER_KEYS):
+                lines.append(f"| jcjohnson/neural-style (reference) | {ref['pair']} | 512 | 1000 | {layers_text(ref)} | "
+                             f"{ref['style_distance']:.4f} | {ref['content_distance']:.3f} |")
+    return "\n".join(lines)
+
+
 def plot(records: list[dict], references: list[dict], path: Path) -> None:
     import matplotlib
 
@@ -229,7 +251,7 @@ def plot(records: list[dict], references: list[dict], path: Path) -> None:
 
 def report(jsonls: list[Path], out: Path) -> None:
     records, references = load(*jsonls)
-    text = "## Runs\n\n" + table(records, references) + "\n\n## 512 px against jcjohnson/neural-style, per layer\n\n" + per_layer_table(records, references) + "\n\n## 512 px against jcjohnson/neural-style (aggregates)\n\n" + beats_table(records, references) + "\n\n## Candidate stopping rules, replayed on the recorded runs\n\n" + rules_table(records) + "\n"
+    text = "## Runs\n\n" + table(records, references) + "\n\n## 512 px against jcjohnson/neural-style, per layer\n\n" + per_layer_table(records, references) + "\n\n## 512 px against jcjohnson/neural-style (aggregates)\n\n" + beats_table(records, references) + "\n\n## Candidate stopping rules, replayed on the recorded runs\n\n" + rules_table(records) + "\n\n## The image's parametrization: pixels or a Laplacian pyramid, per layer at equal FSE\n\n" + equal_fse_table(records, references) + "\n"
     out.with_suffix(".md").write_text(text)
     print(text)
     try:

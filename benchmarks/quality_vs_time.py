@@ -57,10 +57,20 @@ VARIANTS = {
     "Adam (lr 0.02), single-scale": ("--model.optimizer ImageAdam", False, 200, list),
     "L-BFGS single-scale, 100 steps": ("", False, 100, list),
     "L-BFGS multi-scale, 3 scales, 20 steps at each coarse one": ("", False, 160, lambda: [MultiScale(3, steps_per_scale=20)]),
+    # The image's parametrization (#23): the default's schedule as shipped (87 steps, 49.5 FSE) and one scale
+    # (50 steps), stepping pixels or a Laplacian pyramid's coefficients (--model.parametrization).
+    "pixels, default schedule": ("", True, 87, list),
+    "laplacian 4 levels, default schedule": ("--model.parametrization laplacian", True, 87, list),
+    "laplacian 3 levels, default schedule": ("--model.parametrization laplacian --model.pyramid_levels 3", True, 87, list),
+    "laplacian 5 levels, default schedule": ("--model.parametrization laplacian --model.pyramid_levels 5", True, 87, list),
+    "pixels, one scale": ("", False, 50, list),
+    "laplacian 4 levels, one scale": ("--model.parametrization laplacian", False, 50, list),
 }
 SHORT = {"default": "default", "faithful": "faithful", "lbfgs": "L-BFGS single-scale, 200 steps (old default)",
          "adam": "Adam (lr 0.02), single-scale", "lbfgs100": "L-BFGS single-scale, 100 steps", "multiscale": "L-BFGS multi-scale, 3 scales, 20 steps at each coarse one",
-         "pastiche": "pastiche"}
+         "pastiche": "pastiche", "pixels": "pixels, default schedule", "laplacian": "laplacian 4 levels, default schedule",
+         "laplacian3": "laplacian 3 levels, default schedule", "laplacian5": "laplacian 5 levels, default schedule",
+         "pixels1": "pixels, one scale", "laplacian1": "laplacian 4 levels, one scale"}
 
 
 class ObservedStop(StopWhenConverged):
@@ -89,9 +99,11 @@ class Recorder(pl.Callback):
     """Per step: optimizing seconds (the clock stops while scoring), image size, total loss; a score every
     ``score_every`` steps at the final size, at the observed stop and at the end."""
 
-    def __init__(self, score, score_every: int, stop: ObservedStop | None) -> None:
+    def __init__(self, score, score_every: int, stop: ObservedStop | None, score_fse: tuple[float, ...] = ()) -> None:
         self.score, self.score_every, self.stop = score, score_every, stop
+        self.score_fse = sorted(score_fse)  # also score the first final-size step at or past each of these FSE
         self.rows: list[dict] = []
+        self.pixels = 0.0  # the steps so far, weighted by their pixels over the final size's
 
     def on_train_start(self, trainer, pl_module) -> None:
         self.start, self.paused = time.perf_counter(), 0.0
@@ -100,10 +112,15 @@ class Recorder(pl.Callback):
         now = time.perf_counter()
         step, (h, w) = trainer.global_step, pl_module.image.shape[-2:]
         row = {"step": step, "seconds": now - self.start - self.paused, "h": h, "w": w, "loss": float(outputs["loss"])}
-        final = (h, w) == tuple(trainer.datamodule.content_image.shape[-2:])
+        final_h, final_w = trainer.datamodule.content_image.shape[-2:]
+        final = (h, w) == (final_h, final_w)
         forced = self.stop is not None and self.stop.score_now
         last = step >= trainer.max_steps or trainer.should_stop
-        if final and (step % self.score_every == 0 or forced or last):
+        self.pixels += h * w / (final_h * final_w)
+        due = bool(self.score_fse) and self.pixels >= self.score_fse[0] - 1e-9
+        while self.score_fse and self.pixels >= self.score_fse[0] - 1e-9:
+            self.score_fse.pop(0)
+        if final and (step % self.score_every == 0 or forced or last or due):
             row.update(self.score(pl_module.output_image()))
             if forced:
                 row["stop"], self.stop.score_now = True, False
@@ -145,7 +162,7 @@ def run_ours(name: str, pair: str, size: int, images: Path, args, tmp: Path) -> 
     if rule is not None:
         stop = ObservedStop(rule, args.extra)
         callbacks[callbacks.index(rule)] = stop
-    recorder = Recorder(lambda image: score_tensor(image, content, [style])[0], args.score_every, stop)
+    recorder = Recorder(lambda image: score_tensor(image, content, [style])[0], args.score_every, stop, tuple(args.score_fse))
     callbacks.append(recorder)
     cli.trainer.fit(cli.model, cli.datamodule)
     fb = forward_backward_seconds(cli.model)
@@ -226,8 +243,10 @@ def main() -> None:
         "default:starry:256", "lbfgs:starry:256", "adam:starry:256", "pastiche:starry:256",
         "default:starry:512", "default:scream:512", "default:shipwreck:512",
         "default:scream:256", "default:shipwreck:256",
-    ], help="VARIANT:PAIR:SIZE, VARIANT one of default, faithful, lbfgs, adam, multiscale, pastiche")
+    ], help="VARIANT:PAIR:SIZE, VARIANT one of " + ", ".join(SHORT))
     parser.add_argument("--score-every", type=int, default=10)
+    parser.add_argument("--score-fse", type=float, nargs="*", default=[25, 50],
+                        help="also score the first final-size step at or past each of these pixel-weighted FSE")
     parser.add_argument("--extra", type=int, default=100, help="steps past the observed stop")
     parser.add_argument("--default-cap", type=int, default=400, help="max_steps for the observed default runs")
     parser.add_argument("--pastiche-steps", type=int, default=300)

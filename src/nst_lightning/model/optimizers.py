@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from nst_lightning.model.lbfgs import HISTORY_DTYPES, empty_state, lbfgs_update, resized_history
+from nst_lightning.model.pyramid import LaplacianPyramid
 
 
 @dataclass(frozen=True)
@@ -153,6 +154,7 @@ class ImageLBFGS(torch.optim.Optimizer):
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("ImageLBFGS optimizes one tensor: the image")
         self._update = lbfgs_update
+        self.pyramid: LaplacianPyramid | None = None
         self._wolfe: torch.optim.LBFGS | None = None
         if line_search_fn is not None:
             self._wolfe = torch.optim.LBFGS(params, lr=lr, max_iter=max_iter, max_eval=max_eval,
@@ -165,6 +167,18 @@ class ImageLBFGS(torch.optim.Optimizer):
         """Run the update through ``torch.compile(fullgraph=True)`` with this mode (``--model.compile``): one
         graph with no host reads (``reduce-overhead`` records it as a CUDA graph on a GPU)."""
         self._update = torch.compile(lbfgs_update, mode=mode, fullgraph=True)
+
+    def set_pyramid(self, pyramid: LaplacianPyramid | None) -> None:
+        """Optimize the coefficients of ``pyramid`` (:mod:`nst_lightning.model.pyramid`) instead of the pixels (None:
+        the pixels). The image stays the parameter: each iteration takes the coefficients' gradient Sᵀg, runs the
+        L-BFGS update on the coefficients (their history, step size and stopping state per image, as for pixels)
+        and adds the synthesis of its step, S(Δc), to the image. That is L-BFGS on c with x = S(c), without
+        keeping c. With ``bounds`` the image is clamped after its step, and the part the clamp removed is taken
+        off the finest level's step, so the stored step is still the one taken (S of it is the image's change).
+        Not with the strong-Wolfe line search (torch's L-BFGS steps the pixels); set before the first step."""
+        if pyramid is not None and self._wolfe is not None:
+            raise ValueError("ImageLBFGS: the Laplacian pyramid needs line_search_fn null (strong_wolfe steps the pixels)")
+        self.pyramid = pyramid
 
     @classmethod
     def traits_for(cls, init_args: dict) -> tuple[bool, int]:
@@ -220,17 +234,39 @@ class ImageLBFGS(torch.optim.Optimizer):
                 with torch.enable_grad():
                     closure()
             x, g = self._flat(image), self._flat(image.grad)
+            if self.pyramid is not None:
+                if image.dim() != 4:
+                    raise ValueError(f"ImageLBFGS: the Laplacian pyramid needs N×C×H×W images, not {tuple(image.shape)}")
+                g = self.pyramid.flatten(self.pyramid.adjoint(image.grad))  # the coefficients' gradient Sᵀg
+                x = torch.zeros_like(g)  # the update's result is then the coefficients' step
             state = self.state[image]
             if "S" not in state:
                 state.update(empty_state(x, group["history_size"], dtype))
                 pending = self.__dict__.pop("_pending_done", None)
                 if pending is not None:
                     state["done"] = pending
+            bounds = group["bounds"] if self.pyramid is None else None
             x_new, new_state = self._update(x, g, state, group["lr"], group["tolerance_grad"],
-                                            group["tolerance_change"], group["bounds"])
+                                            group["tolerance_change"], bounds)
+            if self.pyramid is not None:
+                x_new = self._pyramid_step(image, x_new, new_state, group["bounds"])
             image.copy_(x_new.view_as(image))
             state.update(new_state)
         return loss
+
+    def _pyramid_step(self, image: Tensor, step: Tensor, state: dict[str, Tensor],
+                      bounds: tuple[float, float] | None) -> Tensor:
+        """The new image (flat) after the coefficients' ``step`` (N×D_c); the clamp's cut goes into the stored step's
+        finest level (an image that did not move is in bounds already: its cut is exactly 0)."""
+        pyramid = self.pyramid
+        planned = image + pyramid.synthesise(pyramid.unflatten(step, image.shape))
+        if bounds is None:
+            return self._flat(planned)
+        clamped = planned.clamp(*bounds)
+        cut = self._flat(clamped - planned)
+        state["last_step"] = torch.cat([state["last_step"][:, : cut.shape[1]] + cut,
+                                        state["last_step"][:, cut.shape[1] :]], dim=1)
+        return self._flat(clamped)
 
     def state_dict(self) -> dict:
         """As torch's, but the L-BFGS history holds only its filled pairs: a run that made 27 steps at its last

@@ -25,6 +25,7 @@ from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
 from nst_lightning.model.optimizers import ImageLBFGS, OptimizerTraits, optimizer_traits
+from nst_lightning.model.pyramid import PARAMETRIZATIONS, LaplacianPyramid
 from nst_lightning.model.report import RunReport
 from nst_lightning.model.run_plan import RunPlan
 from nst_lightning.model.step import (
@@ -50,6 +51,10 @@ RUN_KEY = "nst_lightning_run"  # a checkpoint's record of the run that made it
 
 class CheckpointMismatchError(ConfigError):
     """``--ckpt_path`` names a checkpoint of another kind of run."""
+
+
+class ParametrizationError(ConfigError):
+    """The image's parametrization cannot work with the chosen optimizer or size."""
 
 
 class PrecisionError(ConfigError):
@@ -98,6 +103,11 @@ class StyleTransfer(pl.LightningModule):
             compilation, and a new image size (multi-scale) compiles again. See README's performance section.
         tiling: optimize images that do not fit the memory budget tile by tile, with the exact loss and
             gradient (:class:`~nst_lightning.model.tiling.Tiling`; README: Large images). Default: automatic.
+        parametrization: what the optimizer steps: ``pixels`` (default), or ``laplacian``, the coefficients of a
+            Laplacian pyramid of ``pyramid_levels`` levels whose synthesis is the image (as STROTSS and NNST;
+            :mod:`~nst_lightning.model.pyramid`). The image, its checkpoints and everything that reads it stay
+            pixels. ``laplacian`` needs ``ImageLBFGS`` without a line search, and an image that runs untiled.
+        pyramid_levels: the pyramid's levels, the image's own size included (each next one half the size).
     """
 
     def __init__(
@@ -109,6 +119,8 @@ class StyleTransfer(pl.LightningModule):
         preserve_colour: bool = False,
         compile: CompileMode = "off",
         tiling: Tiling | None = None,
+        parametrization: Literal["pixels", "laplacian"] = "pixels",
+        pyramid_levels: int = 4,
     ) -> None:
         super().__init__()
         self.backbone = backbone if backbone is not None else DEFAULT_BACKBONE()
@@ -140,6 +152,12 @@ class StyleTransfer(pl.LightningModule):
         self.report = RunReport()
         self.output_size: tuple[int, ...] | None = None  # (H, W) of the output at the final scale, set by setup
         self.tiling = tiling if tiling is not None else Tiling()
+        if parametrization not in PARAMETRIZATIONS:
+            raise ConfigValueError(f"must be {' or '.join(PARAMETRIZATIONS)}, not {parametrization!r}",
+                                   key="model.parametrization")
+        self.parametrization = parametrization
+        pyramid = LaplacianPyramid(pyramid_levels)  # its levels checked whichever is chosen
+        self.pyramid = pyramid if parametrization == "laplacian" else None
         self.plan: RunPlan | None = None
         self._set_layout: list[tuple[int, int, list[float]]] = []
         self._described: set[tuple] = set()
@@ -262,7 +280,11 @@ class StyleTransfer(pl.LightningModule):
         optimizer = "unknown" if probe is None else (probe if isinstance(probe, type) else type(probe)).__name__
         height, width = self.output_size or tuple(self.content_image.shape[-2:])
         return {"backbone": type(self.backbone).__name__, "optimizer": optimizer, "images": self.num_images,
-                "size": f"{width}x{height}"}
+                "size": f"{width}x{height}", "parametrization": self.parametrization_name()}
+
+    def parametrization_name(self) -> str:
+        """``pixels``, or ``laplacian:<levels>`` (their L-BFGS histories differ in size: a checkpoint keeps to its own)."""
+        return "pixels" if self.pyramid is None else f"laplacian:{self.pyramid.levels}"
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Before the state is loaded: the frozen backbone's weights are this run's own, from its checked weights
@@ -435,9 +457,27 @@ class StyleTransfer(pl.LightningModule):
         optimizer = factory([self.image])
         optimizer.config_key = "model.optimizer"
         check_precision(self.trainer.precision, optimizer)
+        if self.pyramid is not None:
+            self._use_pyramid(optimizer)
         if self.compile_mode != "off" and isinstance(optimizer, ImageLBFGS):
             optimizer.compile_update(self.compile_mode)  # the loss is compiled in on_fit_start
         return optimizer
+
+
+    def _use_pyramid(self, optimizer: torch.optim.Optimizer) -> None:
+        """Give ``optimizer`` the pyramid, or say in one line why this run cannot step one."""
+        if not isinstance(optimizer, ImageLBFGS) or optimizer.defaults["line_search_fn"] is not None:
+            raise ParametrizationError(
+                "laplacian needs model.optimizer ImageLBFGS without a line search (it steps the pyramid's "
+                f"coefficients), not {type(optimizer).__name__}"
+                + (" with line_search_fn strong_wolfe" if isinstance(optimizer, ImageLBFGS) else ""),
+                key="model.parametrization")
+        height, width = self.output_size or tuple(self.image.shape[-2:])
+        if self.run_plan().tile_plan(height, width) is not None:
+            raise ParametrizationError(
+                f"laplacian cannot run tiled, and a {width}x{height} px image is tiled here; use a smaller "
+                "--data.size, or --model.parametrization pixels", key="model.parametrization")
+        optimizer.set_pyramid(self.pyramid)
 
 
 def report_of(module: pl.LightningModule) -> RunReport:
