@@ -34,7 +34,7 @@ def test_builtins_register_through_the_hooks():
     assert plugins.registry.names("backbone") == ["VGG16", "VGG19"]
     assert plugins.registry.names("loss") == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TemporalLoss", "TotalVariationLoss"]
     assert plugins.registry.names("optimizer") == ["ImageAdam", "ImageLBFGS"]
-    assert plugins.registry.names("flow") == ["DISFlow", "RAFTFlow"]
+    assert plugins.registry.names("flow") == ["DISFlow", "DeepFlow", "RAFTFlow"]
     assert plugins.manager.get_plugin(BUILTIN_PLUGIN) is not None
     assert plugins.info[BUILTIN_PLUGIN].components["loss"] == ["ContentLoss", "GramStyleLoss", "MaskedGramStyleLoss", "TotalVariationLoss", "TemporalLoss"]
 

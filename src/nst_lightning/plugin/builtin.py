@@ -10,7 +10,7 @@ from nst_lightning.model.losses.temporal import TemporalLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
 from nst_lightning.model.optimizers import ImageAdam, ImageLBFGS
 from nst_lightning.plugin.hookspecs import Register, hookimpl
-from nst_lightning.video.flow import DISFlow, RAFTFlow
+from nst_lightning.video.flow import DeepFlow, DISFlow, RAFTFlow
 
 
 @hookimpl
@@ -37,4 +37,5 @@ def nst_register_optimizers(register: Register) -> None:
 @hookimpl
 def nst_register_flows(register: Register) -> None:
     register(DISFlow)
+    register(DeepFlow)
     register(RAFTFlow)

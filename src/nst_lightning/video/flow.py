@@ -1,8 +1,9 @@
 """Optical flow between two frames, as a pluggable component (``nst_register_flows``), and its cache on disk.
 
 A flow is a 1×2×H×W float32 tensor of pixel offsets (x, then y) such that ``first(p) ≈ second(p + flow(p))``: it
-says where each pixel of the first frame is in the second. The built-in method is OpenCV's DIS (``DISFlow``),
-fast on a CPU; a plugin registers a subclass of :class:`OpticalFlow` that implements :meth:`OpticalFlow.compute`.
+says where each pixel of the first frame is in the second. The built-in methods are OpenCV's DIS (``DISFlow``),
+fast on a CPU, DeepFlow (``DeepFlow``, OpenCV's contrib modules) and torchvision's RAFT (``RAFTFlow``); a plugin
+registers a subclass of :class:`OpticalFlow` that implements :meth:`OpticalFlow.compute`.
 
 Flows are cached on disk (:class:`FlowCache`), keyed by both frames' bytes, the method with its settings, and the
 size, so that a second style of the same clip, or a run started again, does not compute them again.
@@ -20,7 +21,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from nst_lightning.errors import ConfigValueError
+from nst_lightning.errors import ConfigError, ConfigValueError
 from nst_lightning.files import atomic_write
 from nst_lightning.video.extra import require
 from nst_lightning.video.warp import reliability
@@ -59,10 +60,34 @@ class DISFlow(OpticalFlow):
         cv2 = require("cv2", "OpenCV (opencv-python-headless)")
         presets = {"ultrafast": cv2.DISOPTICAL_FLOW_PRESET_ULTRAFAST, "fast": cv2.DISOPTICAL_FLOW_PRESET_FAST,
                    "medium": cv2.DISOPTICAL_FLOW_PRESET_MEDIUM}
-        dis = cv2.DISOpticalFlow_create(presets[self.preset])
-        grey = [cv2.cvtColor(np.ascontiguousarray(f.permute(1, 2, 0).numpy()), cv2.COLOR_RGB2GRAY) for f in (first, second)]
-        flow = dis.calc(grey[0], grey[1], None)
-        return torch.from_numpy(flow).permute(2, 0, 1).unsqueeze(0).float().contiguous()
+        return _dense_flow(cv2, cv2.DISOpticalFlow_create(presets[self.preset]), first, second)
+
+
+DEEPFLOW_HINT = ("DeepFlow needs OpenCV's contrib modules (cv2.optflow): pip install opencv-contrib-python-headless "
+                 "(in place of opencv-python-headless, which must be uninstalled first: both install the cv2 module)")
+
+
+class DeepFlow(OpticalFlow):
+    """OpenCV's DeepFlow (Weinzaepfel et al. 2013) on the frames' grey levels, from OpenCV's contrib modules
+    (``cv2.optflow``, in ``opencv-contrib-python-headless``): about half DIS ``medium``'s endpoint error on a
+    smooth motion, and about 30 times its time (docs/video.md)."""
+
+    def __init__(self) -> None:
+        if not hasattr(require("cv2", "OpenCV (opencv-python-headless)"), "optflow"):
+            raise ConfigError(DEEPFLOW_HINT)
+
+    def compute(self, first: Tensor, second: Tensor) -> Tensor:
+        cv2 = require("cv2", "OpenCV (opencv-python-headless)")
+        if not hasattr(cv2, "optflow"):
+            raise ConfigError(DEEPFLOW_HINT)
+        return _dense_flow(cv2, cv2.optflow.createOptFlow_DeepFlow(), first, second)
+
+
+def _dense_flow(cv2, method, first: Tensor, second: Tensor) -> Tensor:
+    """An OpenCV dense flow method's ``calc`` on the two frames' grey levels, as a 1×2×H×W float32 tensor."""
+    grey = [cv2.cvtColor(np.ascontiguousarray(f.permute(1, 2, 0).numpy()), cv2.COLOR_RGB2GRAY) for f in (first, second)]
+    flow = method.calc(grey[0], grey[1], None)
+    return torch.from_numpy(flow).permute(2, 0, 1).unsqueeze(0).float().contiguous()
 
 
 def default_cache_dir() -> Path:
