@@ -112,7 +112,7 @@ class Recorder(pl.Callback):
         now = time.perf_counter()
         step, (h, w) = trainer.global_step, pl_module.image.shape[-2:]
         row = {"step": step, "seconds": now - self.start - self.paused, "h": h, "w": w, "loss": float(outputs["loss"])}
-        final_h, final_w = trainer.datamodule.content_image.shape[-2:]
+        final_h, final_w = pl_module.output_size  # the final size, set before any scale changes the image
         final = (h, w) == (final_h, final_w)
         forced = self.stop is not None and self.stop.score_now
         last = step >= trainer.max_steps or trainer.should_stop

@@ -42,6 +42,19 @@ def losses_of(image: torch.Tensor, backbone) -> tuple[float, float]:
         return style_loss(feats, image).item(), content_loss(feats, image).item()
 
 
+def float64_problem(height: int, width: int, layers: list[str]) -> tuple:
+    """A small real problem in float64 (seeded): a random VGG19 truncated to ``layers``, a random content image of
+    ``height``×``width`` and a random 40×40 style image."""
+    from nst_lightning.model.backbones.vgg import VGG19
+
+    torch.manual_seed(0)
+    vgg = VGG19(weights="none")
+    vgg.truncate(layers)
+    vgg.double()
+    content, style = torch.rand(1, 3, height, width, dtype=torch.float64), torch.rand(1, 3, 40, 40, dtype=torch.float64)
+    return vgg, content, style
+
+
 def read_png(path: Path) -> torch.Tensor:
     """A PNG as a float 1×3×H×W tensor in [0, 1] (multiply by 255 for grey levels)."""
     return pil_to_tensor(Image.open(path).convert("RGB")).float().div(255).unsqueeze(0)

@@ -161,7 +161,8 @@ def test_a_checkpoint_restores_state_only_and_another_runs_is_refused(tmp_path, 
     main(run_args(tmp_path, "ImageAdam", 2, "first.png", "--trainer.enable_checkpointing", "true"))
     (ckpt,) = list(tmp_path.rglob("*.ckpt"))
     saved = torch.load(ckpt, weights_only=True, map_location="cpu")
-    assert saved["nst_lightning_run"] == {"backbone": "VGG19", "optimizer": "ImageAdam", "images": 1, "size": "48x36"}
+    assert saved["nst_lightning_run"] == {"backbone": "VGG19", "optimizer": "ImageAdam", "images": 1, "size": "48x36",
+                                         "parametrization": "pixels"}
     saved["hyper_parameters"] = {"preserve_colour": True}  # a crafted checkpoint
     crafted = tmp_path / "crafted.ckpt"
     torch.save(saved, crafted)

@@ -14,18 +14,15 @@ from nst_lightning.model.optimizers import ImageLBFGS
 from nst_lightning.model.style_transfer import set_history_size
 from nst_lightning.model.targets import set_targets
 
+from .helpers import float64_problem
+
 LAYERS = ["relu1_1", "relu2_1", "relu3_1", "relu4_1", "relu4_2", "relu5_1"]
 
 
 @pytest.fixture(scope="module")
 def problem():
     """A small real problem in float64: the style-transfer loss of 32×40 images on a random VGG19."""
-    torch.manual_seed(0)
-    vgg = VGG19(weights="none")
-    vgg.truncate(LAYERS)
-    vgg.double()
-    content, style = torch.rand(1, 3, 32, 40, dtype=torch.float64), torch.rand(1, 3, 40, 40, dtype=torch.float64)
-    return vgg, content, style
+    return float64_problem(32, 40, LAYERS)
 
 
 def make_losses(problem, weights=None):
