@@ -53,6 +53,7 @@ SETTINGS = {
     "alone, same steps": (ALONE, None, False),
     "stopping rule": ([], None, False),  # --tolerance and --window
     "default, 8 frames": ([], 8, False),
+    "stopping rule, 8 frames": ([], 8, False),
 }
 
 
@@ -182,7 +183,7 @@ def run_setting(name: str, args: argparse.Namespace, work: Path, folder: Path, c
                "--trainer.callbacks.init_args.first_frame_steps", str(args.first),
                "--trainer.callbacks.init_args.steps_per_frame", str(args.first if every else args.per_frame),
                "--output", f"{output}/", *extra]
-    if name == "stopping rule":
+    if name.startswith("stopping rule"):
         command += ["--trainer.callbacks.init_args.tolerance", str(args.tolerance),
                     "--trainer.callbacks.init_args.window", str(args.window)]
     if frames is not None:
@@ -211,12 +212,12 @@ def targets(results: dict) -> list[tuple[str, str, bool | None]]:
         ratio = max(steps[1:]) / steps[0]
         rows.append(("(c) later frames ≤ 0.5× the first frame's steps", f"{steps[0]} then {max(steps[1:])}: "
                      f"{ratio:.2f}×", ratio <= 0.5))
-    rule = results.get("stopping rule")
+    rule = results.get("stopping rule") or results.get("stopping rule, 8 frames")
     if rule:
         steps = rule["steps_per_frame"]
         later = steps[1:]
         rule_args = f"tolerance {results['args']['tolerance']}, window {results['args']['window']}"
-        rows.append((f"(c) with the stopping rule ({rule_args})",
+        rows.append((f"(c) with the stopping rule ({rule_args}, {rule['frames']} frames)",
                      f"first {steps[0]}, later {min(later)}–{max(later)} (mean {sum(later) / len(later):.0f}): "
                      f"{sum(later) / len(later) / steps[0]:.2f}×", sum(later) / len(later) / steps[0] <= 0.5))
     flow = results.get("flows")
