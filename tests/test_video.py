@@ -223,7 +223,7 @@ class ZeroFlowPlugin:
 
 def test_a_plugin_registers_a_flow_through_the_hook(tmp_path, clip):
     registry = load_plugins(autoload=False, extra=[("zero_flow", ZeroFlowPlugin)]).registry
-    assert registry.names("flow") == ["DISFlow", "RAFTFlow", "ZeroFlow"]
+    assert registry.names("flow") == ["DISFlow", "DeepFlow", "RAFTFlow", "ZeroFlow"]
     data = VideoData(str(clip), str(STYLE), size=WIDTH, flow=registry.classes["flow"]["ZeroFlow"](),
                      flow_cache=str(tmp_path / "cache"))
     flow, mask = data.flow_to_previous(1)

@@ -104,6 +104,11 @@ class StyleTransferData(pl.LightningDataModule):
         styles = [load_image(path, style_edge, "style image") for path in self.style]
         return [match_colour(style, content, self.style_colour) for style in styles]
 
+    @property
+    def images_per_step(self) -> int:
+        """How many images one optimizer step works on (each with its own content): 1."""
+        return 1
+
     def content_shape(self, long_edge: int) -> tuple[int, int]:
         """(height, width) of the content at long edge ``long_edge``, read from the file's header (nothing decoded)."""
         return shape_at(self.content, long_edge)
@@ -165,6 +170,10 @@ class BatchedData(StyleTransferData):
     @property
     def style_count(self) -> int:
         return sum(len(member.style) for member in self.members)
+
+    @property
+    def images_per_step(self) -> int:
+        return len(self.members)
 
     def check_inputs(self) -> None:
         for member in self.members:

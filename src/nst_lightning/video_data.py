@@ -1,8 +1,10 @@
-"""The data module of a video run: the clip's frames at the run's size, the style images, and between
-neighbouring frames the optical flow and its reliability (computed once, cached on disk).
+"""The data module of a video run: the clip's frames at the run's size, the style images, the clip's shots and
+chunks (:mod:`nst_lightning.video.chunks`), and between neighbouring frames the optical flow and its reliability
+(computed once, cached on disk).
 
-The frames are driven by the ``VideoFrames`` callback, which asks :meth:`VideoData.frame_sets` for frame t's
-inputs and :meth:`VideoData.flow_to_previous` for the flow that brings frame t-1's output into frame t.
+The frames are driven by the ``VideoFrames`` callback, which takes the chunks from :attr:`VideoData.chunks` (run
+``parallel`` at a time, as one batch of images), asks :meth:`VideoData.frame_sets` for frame t's inputs and
+:meth:`VideoData.flow_to_previous` for the flow that brings frame t-1's output into frame t.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigValueError
 from nst_lightning.image.image_set import ImageSet
 from nst_lightning.image.io import check_image_file
+from nst_lightning.video.chunks import Chunk, chunks_for_parallel, shot_cuts, split_clip
 from nst_lightning.video.flow import DISFlow, FlowCache, OpticalFlow
 from nst_lightning.video.io import Clip, check_clip, read_clip
 
@@ -29,6 +32,12 @@ class VideoData(StyleTransferData):
         flow: the optical flow method (default ``DISFlow``); a plugin may register others (``nst_register_flows``).
         flow_cache: the folder where flows are kept (default ``~/.cache/nst-lightning/flows``).
         max_frames: stylize only the first N frames (default: all).
+        parallel: how many chunks are stylized side by side, as one batch of images (default 1: one after another).
+        chunk_frames: split each shot into chunks of at most this many frames (default: with ``parallel`` 1, a
+            shot is one chunk; else the length that gives ``parallel`` chunks over the clip).
+        overlap: the frames neighbouring chunks share; their outputs are cross-faded there.
+        cut_threshold: a new shot starts where the Bhattacharyya distance between neighbouring frames' colour
+            histograms exceeds this (0 to 1); across a cut the next frame starts afresh. None: never.
     """
 
     def __init__(
@@ -42,12 +51,28 @@ class VideoData(StyleTransferData):
         flow: OpticalFlow | None = None,
         flow_cache: str | None = None,
         max_frames: int | None = None,
+        parallel: int = 1,
+        chunk_frames: int | None = None,
+        overlap: int = 4,
+        cut_threshold: float | None = 0.5,
     ) -> None:
         super().__init__(video, style, size, style_scale, style_blend_weights, style_colour)
         if max_frames is not None and (isinstance(max_frames, bool) or max_frames < 1):
             raise ConfigValueError(f"data.max_frames must be a whole number >= 1, not {max_frames!r}")
+        for name, value, least in (("parallel", parallel, 1), ("chunk_frames", chunk_frames, 2), ("overlap", overlap, 0)):
+            if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < least):
+                raise ConfigValueError(f"data.{name} must be a whole number >= {least}, not {value!r}", key=f"data.{name}")
+        if cut_threshold is not None and (isinstance(cut_threshold, bool) or not 0 < cut_threshold <= 1):
+            raise ConfigValueError(f"data.cut_threshold must be a number in (0, 1] or null (never), not {cut_threshold!r}",
+                                   key="data.cut_threshold")
+        if chunk_frames is not None and chunk_frames <= overlap:
+            raise ConfigValueError(f"data.chunk_frames ({chunk_frames}) must be more than data.overlap ({overlap})",
+                                   key="data.chunk_frames")
         self.video = video
         self.max_frames = max_frames
+        self.parallel, self.chunk_frames, self.overlap, self.cut_threshold = parallel, chunk_frames, overlap, cut_threshold
+        self._chunks: list[Chunk] | None = None
+        self._cuts: list[int] | None = None
         self.flows = FlowCache(flow if flow is not None else DISFlow(), flow_cache)
         self.clip: Clip | None = None
 
@@ -71,6 +96,27 @@ class VideoData(StyleTransferData):
         scale = long_edge / max(h, w)
         return max(1, round(h * scale)), max(1, round(w * scale))
 
+    @property
+    def cuts(self) -> list[int]:
+        """The frames that start a new shot (see :func:`~nst_lightning.video.chunks.shot_cuts`; computed once)."""
+        if self._cuts is None:
+            self._cuts = [] if self.cut_threshold is None else shot_cuts(self.load_clip().frames, self.cut_threshold)
+        return self._cuts
+
+    @property
+    def chunks(self) -> list[Chunk]:
+        """The clip's chunks, in order (computed once)."""
+        if self._chunks is None:
+            count, cuts = self.frame_count, self.cuts
+            length = self.chunk_frames or chunks_for_parallel(count, self.parallel, self.overlap)
+            self._chunks = split_clip(count, cuts, length, self.overlap)
+        return self._chunks
+
+    @property
+    def images_per_step(self) -> int:
+        """The images optimized together: ``parallel``, or fewer when the clip has fewer chunks."""
+        return min(self.parallel, len(self.chunks))
+
     def frame_sets(self, index: int) -> list[ImageSet]:
         """Frame ``index``'s inputs: the frame as the content, the style images (recoloured to it by
         ``style_colour``)."""
@@ -80,7 +126,7 @@ class VideoData(StyleTransferData):
     def image_sets(self, size: int) -> list[ImageSet]:
         if size != self.size:
             raise ConfigValueError("a video runs at one size: MultiScale does not apply to data.video", key="data.size")
-        return self.frame_sets(0)
+        return [s for chunk in self.chunks[: self.images_per_step] for s in self.frame_sets(chunk.frames[0])]
 
     def flow_to_previous(self, index: int) -> tuple[Tensor, Tensor]:
         """The flow from frame ``index`` to frame ``index - 1`` (1×2×H×W: where each pixel of this frame was) and

@@ -127,7 +127,9 @@ def run_summary(pl_module: pl.LightningModule) -> str:
     if report.quality:
         parts.append(format_score(report.quality[0]))  # the same format as `nst-lightning score`
         if "warping_error" in report.quality[0]:  # a clip's (VideoFrames)
-            parts.append(f"warping error {report.quality[0]['warping_error']:.4g}")
+            row = report.quality[0]
+            border = f" (where chunks meet {row['border_warping_error']:.4g})" if "border_warping_error" in row else ""
+            parts.append(f"warping error {row['warping_error']:.4g}{border}")
     if report.stop_reason:
         parts.append(report.stop_reason)
     return f" ({'; '.join(parts)})" if parts else ""

@@ -1,19 +1,25 @@
-"""Video inside one ``fit``: ``VideoFrames`` optimizes the clip's frames one after another, and ``VideoWriter``
-writes each finished frame (an H.264 file or a folder of PNGs).
+"""Video inside one ``fit``: ``VideoFrames`` optimizes the clip's frames one after another (and its chunks side by
+side), and ``VideoWriter`` writes each finished frame (an H.264 file or a folder of PNGs).
 
-Each frame gets its own span of optimizer steps (``first_frame_steps`` for the first, ``steps_per_frame`` for the
-others), as ``MultiScale`` gives each scale its own: at the span's first step the frame becomes the content, the
-targets are computed again, the optimizer's history is cleared, and the image starts from the previous frame's
-output warped into this frame by the optical flow (where the flow is unreliable, from the content frame). The
-``TemporalLoss`` of the model, if it has one, is given the same warped output and the flow's reliability as its
-reference. At the span's last step the frame's output goes to the run's report (``finished_frames``), which the
-writer (after every user callback: ``cli.fit.run_callbacks``) writes, and it is scored: its style and content
-distances, and the warping error against the previous output (:mod:`nst_lightning.quality.temporal`).
+The clip comes in chunks (``VideoData.chunks``: its shots, each whole or cut into overlapping chunks), and
+``data.parallel`` chunks are optimized at once, as one batch of images, each image its own chunk: image ``b``'s
+k-th frame is its chunk's k-th frame. Each frame of the batch gets its own span of optimizer steps
+(``first_frame_steps`` for a chunk's first frame, ``steps_per_frame`` for the others), as ``MultiScale`` gives
+each scale its own: at the span's first step the frames become the contents, the targets are computed again, the
+optimizer's history is cleared, and each image starts from its chunk's previous output warped into this frame by
+the optical flow (where the flow is unreliable, from the content frame). The ``TemporalLoss`` of the model, if it
+has one, is given the same warped outputs and the flows' reliability as its references. At the span's last step
+each frame's output is kept; a frame that two chunks share is cross-faded from their outputs
+(``Chunk.weights``). A frame complete goes to the run's report (``finished_frames``), which the writer (after
+every user callback: ``cli.fit.run_callbacks``) writes, and it is scored: its style and content distances, and
+the warping error against its neighbours (:mod:`nst_lightning.quality.temporal`), apart for pairs at the chunks'
+borders.
 """
 
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -30,6 +36,7 @@ from nst_lightning.image.io import load_image
 from nst_lightning.model.losses.temporal import TemporalLoss
 from nst_lightning.model.style_transfer import StyleTransfer, report_of
 from nst_lightning.quality.temporal import VideoScores
+from nst_lightning.video.chunks import Chunk
 from nst_lightning.video.io import (
     PNG_FRAME,
     PngFolderSink,
@@ -42,18 +49,47 @@ from nst_lightning.video.warp import closest_reliable, warp
 from nst_lightning.video_data import VideoData
 
 
-def frame_starts(frames: int, first_frame_steps: int, steps_per_frame: int) -> list[int]:
-    """The optimizer step at which each frame starts, and (last) the run's total steps."""
-    return [0, *(first_frame_steps + k * steps_per_frame for k in range(frames))]
+@dataclass(frozen=True)
+class Entry:
+    """What one image of the batch works on at one position of the schedule: chunk ``chunk``'s ``slot``-th frame,
+    ``frame``, whose output counts for ``weight`` of that frame's."""
+
+    chunk: int
+    slot: int
+    frame: int
+    weight: float
+
+
+def schedule(chunks: list[Chunk], images: int) -> list[list[Entry | None]]:
+    """The run's positions in order: for each, the entry of each of the ``images`` images (None: idle, its chunk is
+    done). Chunks go ``images`` at a time, in order; a group's k-th position holds each chunk's k-th frame."""
+    positions: list[list[Entry | None]] = []
+    for first in range(0, len(chunks), images):
+        group = list(enumerate(chunks[first : first + images], start=first))
+        for slot in range(max(len(chunk.frames) for _, chunk in group)):
+            row: list[Entry | None] = [Entry(c, slot, chunk.frames[slot], chunk.weights[slot])
+                                       if slot < len(chunk.frames) else None for c, chunk in group]
+            positions.append(row + [None] * (images - len(row)))
+    return positions
+
+
+def position_starts(positions: list[list[Entry | None]], first_frame_steps: int, steps_per_frame: int) -> list[int]:
+    """The optimizer step at which each position starts, and (last) the run's total steps: a position that starts
+    a chunk takes ``first_frame_steps``, the others ``steps_per_frame``."""
+    starts = [0]
+    for row in positions:
+        fresh = any(entry is not None and entry.slot == 0 for entry in row)
+        starts.append(starts[-1] + (first_frame_steps if fresh else steps_per_frame))
+    return starts
 
 
 class VideoFrames(pl.Callback):
-    """Stylize ``data.video`` frame after frame (see the module's docstring); sets ``trainer.max_steps`` to the
-    clip's total.
+    """Stylize ``data.video`` frame after frame, ``data.parallel`` chunks at a time (see the module's docstring);
+    sets ``trainer.max_steps`` to the clip's total.
 
     Args:
-        steps_per_frame: optimizer steps for each frame after the first.
-        first_frame_steps: optimizer steps for the first frame (default: ``steps_per_frame``); it starts from
+        steps_per_frame: optimizer steps for each frame after a chunk's first.
+        first_frame_steps: optimizer steps for a chunk's first frame (default: ``steps_per_frame``); it starts from
             ``model.init``, the others from the previous output warped.
         warm_start: start each frame after the first from the previous output warped by the flow (else from
             ``model.init``, as a frame stylized alone).
@@ -62,8 +98,8 @@ class VideoFrames(pl.Callback):
             pixel held by the closest of them where the flow to it is reliable.
         tolerance: end a frame before its steps are spent once its loss has stopped falling: its best loss fell by
             less than this (relative) over the last ``window`` steps (the rule of ``StopWhenConverged``, per
-            frame); the next frames start earlier by the steps saved. None (the default): every frame takes its
-            steps.
+            frame; with several images, once every one has); the next frames start earlier by the steps saved.
+            None (the default): every frame takes its steps.
         window: the steps over which ``tolerance`` is judged.
     """
 
@@ -86,16 +122,26 @@ class VideoFrames(pl.Callback):
         self.warm_start = warm_start
         self.references = sorted(references)
         self.tolerance, self.window = tolerance, window
-        self.history: list[list[float]] = []  # this frame's losses, per step (with ``tolerance``)
-        self.frame_steps: list[int] = []  # the steps each finished frame took
-        self.starts: list[int] = []
-        self.index = -1
-        self.finished = -1
-        self.outputs: dict[int, Tensor] = {}  # the outputs of the last max(references) frames, by index
-        self.previous: Tensor | None = None  # the previous frame's output
-        self.flow: tuple[Tensor, Tensor] | None = None  # the current frame's flow to the previous one, its reliability
-        self.scores = VideoScores()
+        self.positions: list[list[Entry | None]] = []  # the schedule (see ``schedule``)
+        self.starts: list[int] = []  # the step each position starts at, and the total
+        self.shares: dict[int, int] = {}  # how many chunks each frame is in
+        self.chunk_of: dict[int, tuple[int, ...]] = {}  # the chunks each frame is in
+        self.frame_count = 0
+        self.cuts: set[int] = set()  # the frames that start a shot
+        self._reset()
         self._resumed: dict | None = None  # the state a checkpoint gave, until on_train_start uses it
+
+    def _reset(self) -> None:
+        self.history: list[list[float]] = []  # this position's losses, per step (with ``tolerance``)
+        self.frame_steps: list[int] = []  # the steps each finished position took
+        self.index = -1  # the position being optimized
+        self.finished = -1  # the last position finished
+        self.current: list[int] = []  # the frame each image works on (an idle image: its chunk's last)
+        self.outputs: dict[tuple[int, int], Tensor] = {}  # (chunk, frame): the outputs later frames are held to
+        self.pending: dict[int, tuple[float, Tensor, int]] = {}  # frame: a shared frame's blend so far
+        self.emitted: dict[int, Tensor] = {}  # frames done whose neighbours are not yet (for the warping error)
+        self.just_emitted: list[tuple[int, Tensor]] = []  # the frames the last position completed
+        self.scores = VideoScores()
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         data = trainer.datamodule
@@ -105,40 +151,56 @@ class VideoFrames(pl.Callback):
             if any(isinstance(c, other) for c in trainer.callbacks):
                 raise ConfigError(f"{other.__name__} does not apply to a video run (VideoFrames gives each frame its "
                                   "own steps); remove it from trainer.callbacks")
-        self.starts = frame_starts(data.frame_count, self.first_frame_steps, self.steps_per_frame)
+        images = data.images_per_step
+        if pl_module.num_images != images:
+            raise ConfigError(f"the model optimizes {pl_module.num_images} images at once, but data.parallel gives "
+                              f"{images}: set the batch with model.set_sample_weights before fit (the CLI does)")
+        self.positions = schedule(data.chunks, images)
+        self.starts = position_starts(self.positions, self.first_frame_steps, self.steps_per_frame)
+        self.frame_count, self.cuts = data.frame_count, set(data.cuts)
+        self.chunk_of = {}
+        for c, chunk in enumerate(data.chunks):
+            for frame in chunk.frames:
+                self.chunk_of[frame] = (*self.chunk_of.get(frame, ()), c)
+        self.shares = {frame: len(chunks) for frame, chunks in self.chunk_of.items()}
         trainer.fit_loop.epoch_loop.max_steps = self.starts[-1]
 
     def frame_at(self, step: int) -> int:
+        """The position that optimizer step ``step`` belongs to."""
         return max(k for k, start in enumerate(self.starts[:-1]) if step >= start)
 
     def state_dict(self) -> dict:
-        """What a resumed run needs: the frames finished, the outputs the next frames are held to, the scores."""
-        return {"finished": self.finished, "outputs": {k: v.cpu() for k, v in self.outputs.items()},
+        """What a resumed run needs: the positions finished, the outputs the next frames are held to, the shared
+        frames' blends so far, the frames awaiting a neighbour's score, the scores."""
+        cpu = lambda d: {k: v.cpu() for k, v in d.items()}  # noqa: E731
+        return {"finished": self.finished, "outputs": cpu(self.outputs), "emitted": cpu(self.emitted),
+                "pending": {f: (w, y.cpu(), n) for f, (w, y, n) in self.pending.items()},
+                "just_emitted": [(f, y.cpu()) for f, y in self.just_emitted], "current": list(self.current),
                 "scores": self.scores.state(), "starts": list(self.starts), "frame_steps": list(self.frame_steps)}
 
     def load_state_dict(self, state_dict: dict) -> None:
         self._resumed = state_dict
 
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self.index, self.finished, self.previous, self.outputs, self.scores = -1, -1, None, {}, VideoScores()
-        self.history, self.frame_steps = [], []
+        self._reset()
         resumed, self._resumed = self._resumed, None
         if trainer.global_step == 0:
             self._enter(trainer, pl_module, 0)
             return
-        if resumed is None:
-            raise ConfigError("the checkpoint holds no VideoFrames state (the frames finished, the earlier outputs): "
-                              "it was not made by a video run", key="--ckpt_path")
-        # A resumed run: the frames before the checkpoint's are done (the last one may still be unwritten: hand it
-        # to the writer again), and the checkpoint's frame goes on from the checkpoint's image and optimizer state.
-        self.finished = resumed["finished"]
-        self.outputs = {k: v.to(pl_module.device) for k, v in resumed["outputs"].items()}
-        self.previous = self.outputs.get(self.finished)
+        if resumed is None or "emitted" not in resumed:
+            raise ConfigError("the checkpoint holds no VideoFrames state of this version (the frames finished, the "
+                              "earlier outputs): it was not made by a video run of this version", key="--ckpt_path")
+        # A resumed run: the positions before the checkpoint's are done (their last frames may still be unwritten:
+        # hand them to the writer again), and the checkpoint's goes on from the checkpoint's image and optimizer.
+        device = pl_module.device
+        self.finished, self.current = resumed["finished"], list(resumed["current"])
+        self.outputs = {k: v.to(device) for k, v in resumed["outputs"].items()}
+        self.emitted = {k: v.to(device) for k, v in resumed["emitted"].items()}
+        self.pending = {f: (w, y.to(device), n) for f, (w, y, n) in resumed["pending"].items()}
         self.scores.load(resumed["scores"])
         self.starts, self.frame_steps = list(resumed["starts"]), list(resumed["frame_steps"])  # as frames ended early
         trainer.fit_loop.epoch_loop.max_steps = self.starts[-1]
-        if self.previous is not None:
-            report_of(pl_module).finished_frames.append((self.finished, self.previous))
+        report_of(pl_module).finished_frames.extend((f, y.to(device)) for f, y in resumed["just_emitted"])
         index = self.frame_at(trainer.global_step)
         if index == self.finished + 1 and trainer.global_step > self.starts[index]:
             self._enter(trainer, pl_module, index, keep_image=True)
@@ -157,44 +219,57 @@ class VideoFrames(pl.Callback):
                 if all(plateaued(self.history, self.window, self.tolerance)):
                     self._end_frame_early(trainer, step)
         if step >= self.starts[self.index + 1]:
-            self._finish(pl_module, step)
+            self._finish(trainer, pl_module, step)
 
     def _end_frame_early(self, trainer: pl.Trainer, step: int) -> None:
-        """The frame is done at ``step``: the later frames start as many steps earlier, and the run ends sooner."""
+        """The position is done at ``step``: the later ones start as many steps earlier, and the run ends sooner."""
         saved = self.starts[self.index + 1] - step
         self.starts = self.starts[: self.index + 1] + [start - saved for start in self.starts[self.index + 1:]]
         trainer.fit_loop.epoch_loop.max_steps = self.starts[-1]
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.finished < self.index:
-            self._finish(pl_module, trainer.global_step)
+            self._finish(trainer, pl_module, trainer.global_step)
         report_of(pl_module).quality = [{**self.scores.summary(), "frame_steps": list(self.frame_steps)}]
 
     @torch.no_grad()
     def _enter(self, trainer: pl.Trainer, pl_module: StyleTransfer, index: int, keep_image: bool = False) -> None:
-        """Make frame ``index`` the one optimized; ``keep_image``: a resumed run keeps its image and optimizer."""
+        """Make position ``index``'s frames the ones optimized; ``keep_image``: a resumed run keeps its image and
+        optimizer state."""
         data: VideoData = trainer.datamodule
-        pl_module.set_image_sets(data.frame_sets(index))
-        temporal = [term for term in pl_module.losses.values() if isinstance(term, TemporalLoss)]
-        if index == 0 or self.previous is None:
-            self.flow = None
-            image = pl_module.initial_image()
-            for term in temporal:
-                term.set_reference(None)
-        else:
-            flow, reliable = (t.to(pl_module.device) for t in data.flow_to_previous(index))
-            self.flow = (flow, reliable)
-            warped = warp(self.previous, flow)
-            if temporal:
-                references, masks = [], []
-                for j in (j for j in self.references if index - j in self.outputs):
-                    flow_j, reliable_j = (t.to(pl_module.device) for t in data.flow_between(index, index - j))
-                    references.append(warp(self.outputs[index - j], flow_j))
-                    masks.append(reliable_j)
-                for term in temporal:
-                    term.set_reference(references or None, closest_reliable(masks) if masks else None)
-            content = pl_module.content_image
-            image = reliable * warped + (1 - reliable) * content if self.warm_start else pl_module.initial_image()
+        row = self.positions[index]
+        if not self.current:
+            self.current = [entry.frame for entry in row if entry is not None]
+        self.current = [entry.frame if entry is not None else frame for entry, frame in zip(row, self.current)]
+        pl_module.set_image_sets([s for frame in self.current for s in data.frame_sets(frame)])
+        content = pl_module.content_image
+        image = pl_module.image.detach().clone() if pl_module.image is not None else content.clone()
+        fresh = pl_module.initial_image()
+        references = {j: torch.zeros_like(content) for j in self.references}
+        masks = {j: torch.zeros_like(content[:, :1]) for j in self.references}
+        held = set()  # the references some image has
+        for b, entry in enumerate(row):
+            if entry is None:
+                continue  # idle: its chunk is done; it keeps its image, held to nothing
+            previous = self.outputs.get((entry.chunk, entry.frame - 1)) if entry.slot > 0 else None
+            if previous is None:
+                image[b] = fresh[b]
+                continue
+            flow, reliable = (t.to(pl_module.device) for t in data.flow_to_previous(entry.frame))
+            warped = warp(previous, flow)
+            image[b] = (reliable * warped + (1 - reliable) * content[b : b + 1])[0] if self.warm_start else fresh[b]
+            for j in self.references:
+                earlier = self.outputs.get((entry.chunk, entry.frame - j)) if entry.slot >= j else None
+                if earlier is None:
+                    continue
+                flow_j, reliable_j = (t.to(pl_module.device) for t in data.flow_between(entry.frame, entry.frame - j))
+                references[j][b] = warp(earlier, flow_j)[0]
+                masks[j][b] = reliable_j[0]
+                held.add(j)
+        order = [j for j in self.references if j in held]
+        for term in (t for t in pl_module.losses.values() if isinstance(t, TemporalLoss)):
+            term.set_reference([references[j] for j in order] or None,
+                               closest_reliable([masks[j] for j in order]) if order else None)
         if not keep_image:
             pl_module.image.data = image.clamp(0, 1).contiguous()
             pl_module.image.grad = None
@@ -203,23 +278,63 @@ class VideoFrames(pl.Callback):
             for optimizer in trainer.optimizers:
                 reset_optimizer_state(optimizer)
         self.index = index
-        rank_zero_info(f"Frame {index + 1}/{len(self.starts) - 1} from step {trainer.global_step}")
+        frames = [entry.frame + 1 for entry in row if entry is not None]
+        which = f"Frame {frames[0]}" if len(frames) == 1 else f"Frames {', '.join(map(str, frames))}"
+        rank_zero_info(f"{which} of {self.frame_count} from step {trainer.global_step}")
 
     @torch.no_grad()
-    def _finish(self, pl_module: StyleTransfer, step: int) -> None:
+    def _finish(self, trainer: pl.Trainer, pl_module: StyleTransfer, step: int) -> None:
+        """Position ``self.index`` is done: keep each image's output, and complete the frames it finishes."""
         output = pl_module.output_image().detach().clone()
-        image_set = pl_module.image_sets[0]
-        self.scores.add_frame(output, image_set.content, image_set.styles, image_set.style_weights)
-        if self.previous is not None and self.flow is not None:
-            self.scores.add_pair(self.previous, output, *self.flow)
-        report_of(pl_module).finished_frames.append((self.index, output))
-        self.previous = output
+        row = self.positions[self.index]
+        self.just_emitted = []
+        for b, entry in enumerate(row):
+            if entry is not None:
+                self.outputs[(entry.chunk, entry.frame)] = output[b : b + 1]
+                self._contribute(trainer.datamodule, pl_module, entry.frame, entry.weight, output[b : b + 1])
+        # Memory does not grow with the clip: only the outputs the next frames can be held to are kept.
+        reach = self.references[-1]
+        live = {(entry.chunk, entry.frame) for entry in row if entry is not None}
+        self.outputs = {(c, f): y for (c, f), y in self.outputs.items()
+                        if any(c == chunk and frame - reach < f for chunk, frame in live)}
         self.frame_steps.append(step - self.starts[self.index])
         self.history = []
-        self.outputs[self.index] = output
-        for gone in [k for k in self.outputs if k <= self.index - self.references[-1]]:
-            del self.outputs[gone]  # memory does not grow with the clip
         self.finished = self.index
+
+    def _contribute(self, data: VideoData, pl_module: StyleTransfer, frame: int, weight: float, output: Tensor) -> None:
+        """One chunk's output of ``frame``; the frame is complete once every chunk it is in has given its own."""
+        total, blend, count = self.pending.pop(frame, (0.0, torch.zeros_like(output), 0))
+        total, blend, count = total + weight, blend + weight * output, count + 1
+        if count < self.shares[frame]:
+            self.pending[frame] = (total, blend, count)
+            return
+        self._emit(data, pl_module, frame, (blend / total).clamp(0, 1))
+
+    def _emit(self, data: VideoData, pl_module: StyleTransfer, frame: int, output: Tensor) -> None:
+        """Frame ``frame`` is complete: to the writer, scored, and paired with its finished neighbours."""
+        image_set = data.frame_sets(frame)[0]
+        device = output.device
+        self.scores.add_frame(output, image_set.content.to(device), [s.to(device) for s in image_set.styles],
+                              image_set.style_weights)
+        report_of(pl_module).finished_frames.append((frame, output))
+        self.just_emitted.append((frame, output))
+        self.emitted[frame] = output
+        for later in (frame, frame + 1):  # the pairs (later - 1, later) this frame completes
+            if later - 1 in self.emitted and later in self.emitted and self._same_shot(later - 1, later):
+                flow, reliable = data.flow_to_previous(later)
+                border = self.chunk_of[later - 1] != self.chunk_of[later] or self.shares[later] > 1
+                self.scores.add_pair(self.emitted[later - 1], self.emitted[later], flow, reliable, border=border)
+        self.emitted = {f: y for f, y in self.emitted.items() if not self._paired(f)}
+
+    def _same_shot(self, earlier: int, later: int) -> bool:
+        """Whether neighbouring frames are in one shot (no cut between them)."""
+        return later not in self.cuts
+
+    def _paired(self, frame: int) -> bool:
+        """Whether ``frame``'s neighbours in its shot are done (its warping-error pairs are counted)."""
+        before = frame == 0 or not self._same_shot(frame - 1, frame) or frame - 1 in self.emitted
+        after = frame == self.frame_count - 1 or not self._same_shot(frame, frame + 1) or frame + 1 in self.emitted
+        return before and after
 
 
 class VideoWriter(ImageWriter):

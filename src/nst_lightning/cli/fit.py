@@ -212,6 +212,9 @@ class StyleTransferCLI(CompatCLI):
         writer.check_output(self.trainer.logger is not None)
         if writer.overwrite and self.trainer.logger is not None:
             writer.files.clear_earlier_log(writer.ckpt_path)  # a new run's log does not mix with an earlier one's
+        if isinstance(self.datamodule, VideoData) and self.datamodule.images_per_step > 1:
+            # data.parallel chunks of the clip as one batch of images, each image weighted as if alone.
+            self.model.set_sample_weights([{}] * self.datamodule.images_per_step)
         check_memory(self.model, self.datamodule, self.trainer.strategy.root_device)
         if self.trainer.logger is not None:  # TensorBoard's HPARAMS tab, the CSV logger's hparams.yaml
             config = self.config[self.subcommand] if self.subcommand else self.config

@@ -12,7 +12,7 @@ import inspect
 
 import torch
 
-from nst_lightning.data import BatchedData, StyleTransferData
+from nst_lightning.data import StyleTransferData
 from nst_lightning.errors import ConfigError
 from nst_lightning.model.memory_estimate import largest_fitting_size
 from nst_lightning.model.style_transfer import StyleTransfer
@@ -46,8 +46,7 @@ def check_memory(model: StyleTransfer, data: StyleTransferData, device: torch.de
     if the run cannot fit, whole or (with ``model.tiling``) in tiles."""
     if not isinstance(data, StyleTransferData):
         return
-    contents = len(data.members) if isinstance(data, BatchedData) else 1
-    plan = model.make_plan(data.style_count, data.style_scale, device, contents=contents)
+    plan = model.make_plan(data.style_count, data.style_scale, device, contents=data.images_per_step)
     height, width = content_shape(data, data.size)
     needed = plan.run_bytes(height, width)
     if needed is None or plan.available is None or plan.fits(height, width):

@@ -59,6 +59,7 @@ class VideoScores:
     content: list[float] = field(default_factory=list)
     ssim: list[float] = field(default_factory=list)
     warping: WarpingError = field(default_factory=WarpingError)
+    border_warping: WarpingError = field(default_factory=WarpingError)  # the pairs at chunks' borders alone
     _styles: list[Tensor] | None = field(default=None, repr=False)
     _targets: list[dict[str, Tensor]] = field(default_factory=list, repr=False)
 
@@ -73,22 +74,30 @@ class VideoScores:
         self.content.append(float(content_distance_from(statistics).mean()))
         self.ssim.append(float(ssim_by_tiles(output.float(), content).mean()))
 
-    def add_pair(self, previous: Tensor, current: Tensor, flow_to_previous: Tensor, reliable: Tensor) -> None:
-        self.warping.update(previous, current, flow_to_previous.to(current.device), reliable.to(current.device))
+    def add_pair(self, previous: Tensor, current: Tensor, flow_to_previous: Tensor, reliable: Tensor,
+                 border: bool = False) -> None:
+        """Two neighbouring output frames; ``border``: the pair lies where two chunks meet (counted in both)."""
+        flow_to_previous, reliable = flow_to_previous.to(current.device), reliable.to(current.device)
+        self.warping.update(previous, current, flow_to_previous, reliable)
+        if border:
+            self.border_warping.update(previous, current, flow_to_previous, reliable)
 
     def state(self) -> dict[str, Any]:
         """The scores so far (a checkpoint keeps them for a resumed run)."""
         return {"style": list(self.style), "content": list(self.content), "ssim": list(self.ssim),
-                "warping": {k: v.cpu() for k, v in self.warping.metric_state.items()}}
+                "warping": {k: v.cpu() for k, v in self.warping.metric_state.items()},
+                "border_warping": {k: v.cpu() for k, v in self.border_warping.metric_state.items()}}
 
     def load(self, state: dict[str, Any]) -> None:
         self.style, self.content, self.ssim = list(state["style"]), list(state["content"]), list(state["ssim"])
-        for key, value in state["warping"].items():
-            setattr(self.warping, key, value.clone())
+        for metric, saved in ((self.warping, state["warping"]), (self.border_warping, state.get("border_warping", {}))):
+            for key, value in saved.items():
+                setattr(metric, key, value.clone())
 
     def summary(self) -> dict[str, Any]:
         """``style_distance``, ``content_distance`` (the frames' means), ``worst_style_distance``,
-        ``worst_content_distance``, ``ssim`` (the frames' mean), ``warping_error`` (mean over pairs), ``worst_warping_error``, ``frames``."""
+        ``worst_content_distance``, ``ssim`` (the frames' mean), ``warping_error`` (mean over pairs), ``worst_warping_error``,
+        ``border_warping_error`` (the mean over the pairs where chunks meet, when there are any), ``frames``."""
         row: dict[str, Any] = {"frames": len(self.style)}
         if self.style:
             row.update(style_distance=sum(self.style) / len(self.style), worst_style_distance=max(self.style),
@@ -96,6 +105,8 @@ class VideoScores:
                        ssim=sum(self.ssim) / len(self.ssim))
         if int(self.warping.count) > 0:
             row.update(warping_error=float(self.warping.compute()), worst_warping_error=float(self.warping.worst))
+        if int(self.border_warping.count) > 0:
+            row.update(border_warping_error=float(self.border_warping.compute()))
         return row
 
 
