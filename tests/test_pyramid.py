@@ -7,6 +7,7 @@ import torch
 
 from nst_lightning.cli import main
 from nst_lightning.cli.fit import build_cli
+from nst_lightning.model.backbones.vgg import VGG19
 from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
@@ -183,3 +184,17 @@ def test_a_pyramid_run_resumes_bit_for_bit_and_a_pixels_checkpoint_is_refused(tm
     assert torch.equal(read_png(tmp_path / "resumed.png"), read_png(tmp_path / "uninterrupted.png"))
     expect_one_line_error(capsys, run_args(tmp_path, "ImageLBFGS", 6, "pixels.png", "--ckpt_path", str(ckpt)),
                           "--ckpt_path", "parametrization 'laplacian:3' (this run: 'pixels')", tmp_path=tmp_path)
+
+
+def test_the_run_plan_counts_the_coefficients_vectors():
+    """ImageLBFGS keeps 4 work vectors and 2 × 100 history vectors of the image's size; with the pyramid they hold
+    up to 1.44 times as many values (17×17 px; 4/3 for even edges), counted as more state copies."""
+    from nst_lightning.model.pyramid import COEFFICIENTS_PER_PIXEL
+    from nst_lightning.model.style_transfer import StyleTransfer
+
+    pixels = StyleTransfer(backbone=VGG19(weights="none")).optimizer_traits()
+    pyramid = StyleTransfer(backbone=VGG19(weights="none"), parametrization="laplacian").optimizer_traits()
+    assert (pixels.state_copies, pixels.history) == (4, 100)
+    assert (pyramid.state_copies, pyramid.history) == (94, 100)  # ceil(204 × 1.44) = 294 vectors, 200 of them history
+    worst = max(LaplacianPyramid(12).coefficient_count((1, 1, h, w)) / (h * w) for h in range(16, 80) for w in range(16, 80))
+    assert 4 / 3 < worst <= COEFFICIENTS_PER_PIXEL

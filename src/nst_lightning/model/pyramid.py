@@ -26,6 +26,9 @@ from torch import Tensor
 from nst_lightning.errors import ConfigValueError
 
 PARAMETRIZATIONS = ("pixels", "laplacian")
+# Coefficients per pixel, at most, for any levels and images of 16 px and more: 1 + 1/4 + 1/16 + … = 4/3 for
+# even edges; odd edges round up (17×17 px: 1.436).
+COEFFICIENTS_PER_PIXEL = 1.44
 
 
 class LaplacianPyramid:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import re
 import warnings
 from collections.abc import Mapping, Sequence
@@ -25,7 +27,7 @@ from nst_lightning.model.losses.content import ContentLoss
 from nst_lightning.model.losses.gram import GramStyleLoss
 from nst_lightning.model.losses.total_variation import TotalVariationLoss
 from nst_lightning.model.optimizers import ImageLBFGS, OptimizerTraits, optimizer_traits
-from nst_lightning.model.pyramid import PARAMETRIZATIONS, LaplacianPyramid
+from nst_lightning.model.pyramid import COEFFICIENTS_PER_PIXEL, PARAMETRIZATIONS, LaplacianPyramid
 from nst_lightning.model.report import RunReport
 from nst_lightning.model.run_plan import RunPlan
 from nst_lightning.model.step import (
@@ -191,9 +193,15 @@ class StyleTransfer(pl.LightningModule):
             return None
 
     def optimizer_traits(self) -> OptimizerTraits:
-        """The traits of the optimizer this run builds (its class's declaration; see ``optimizer_traits``)."""
+        """The traits of the optimizer this run builds (its class's declaration; see ``optimizer_traits``). With the
+        Laplacian pyramid its vectors (history pairs, work vectors) hold the coefficients, up to 4/3 of the image:
+        counted as more state copies, so that the run plan's memory estimate holds them."""
         probe = self.optimizer_probe()
-        return optimizer_traits(probe if probe is not None else object)
+        traits = optimizer_traits(probe if probe is not None else object)
+        if self.pyramid is None:
+            return traits
+        history = 2 * (traits.history or 0)
+        return dataclasses.replace(traits, state_copies=math.ceil((traits.state_copies + history) * COEFFICIENTS_PER_PIXEL) - history)
 
     def make_plan(self, styles: int, style_scale: float, device: torch.device | str, available: int | None = None,
                   contents: int = 1) -> RunPlan:
