@@ -180,3 +180,43 @@ def test_bad_chunk_settings_are_one_line_errors(tmp_path, capsys):
     expect_one_line_error(capsys, [*base, "--data.parallel", "0"], "data.parallel", ">= 1", tmp_path=tmp_path)
     expect_one_line_error(capsys, [*base, "--data.cut_threshold", "2"], "data.cut_threshold", tmp_path=tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+# -- multi-pass -----------------------------------------------------------------------------------------------
+
+
+def test_later_passes_go_backward_and_forward_over_each_chunk_in_turn():
+    chunks = split_clip(5, [3], None, 0)  # frames 0-2 and 3-4
+    positions = schedule(chunks, 2, passes=3)
+    frames = [[(e.frame, e.sweep) if e else None for e in row] for row in positions]
+    assert frames == [[(0, 1), (3, 1)], [(1, 1), (4, 1)], [(2, 1), None],
+                      [(2, 2), None], [(1, 2), (4, 2)], [(0, 2), (3, 2)],
+                      [(0, 3), (3, 3)], [(1, 3), (4, 3)], [(2, 3), None]]
+    assert [e.neighbour for e in positions[4] if e] == [2, 5] and positions[1][0].neighbour == 0
+    assert position_starts(positions, 10, 4, 2) == [0, 10, 14, 18, 20, 22, 24, 26, 28, 30]
+
+
+def test_a_multi_pass_run_writes_its_last_pass_and_resumes_inside_a_later_pass(tmp_path, monkeypatch, caplog):
+    clip = write_frames(tmp_path / "clip", crops(CONTENT, 4))
+    args = ["--trainer.callbacks.init_args.passes", "2", "--trainer.callbacks.init_args.pass_steps", "2"]
+    single = run(tmp_path, clip, tmp_path / "single", first=2, per_frame=1)
+    straight = run(tmp_path, clip, tmp_path / "straight", *args, first=2, per_frame=1)
+    assert "Frame 4 of 4 (pass 2/2) from step 5" in caplog.text and "Frame 1 of 4 (pass 2/2) from step 11" in caplog.text
+    assert Image.open(tmp_path / "straight" / "frame_00000.png").text["nst-lightning:step"] == "13"  # 2+1+1+1, 4 × 2
+    assert all(largest_difference(a, b) > 1e-3 for a, b in zip(single, straight))  # every frame went over again
+    finish_step = InterruptSaver.on_train_batch_end
+
+    def ctrl_c_at_step_8(self, trainer, *rest):
+        if trainer.global_step == 8:  # in the second pass: frame 4 done again, frame 3 half way
+            self.signum = signal.SIGINT
+        return finish_step(self, trainer, *rest)
+
+    monkeypatch.setattr(InterruptSaver, "on_train_batch_end", ctrl_c_at_step_8)
+    with pytest.raises(SystemExit):
+        run(tmp_path, clip, tmp_path / "resumed", *args, first=2, per_frame=1)
+    monkeypatch.setattr(InterruptSaver, "on_train_batch_end", finish_step)
+    resumed = run(tmp_path, clip, tmp_path / "resumed", *args, "--ckpt_path",
+                  str(tmp_path / "resumed.run" / "interrupted.ckpt"), first=2, per_frame=1)
+    assert len(resumed) == 4
+    for t in range(4):
+        assert largest_difference(straight[t], resumed[t]) < 1e-4, t

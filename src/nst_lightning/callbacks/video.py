@@ -51,35 +51,56 @@ from nst_lightning.video_data import VideoData
 
 @dataclass(frozen=True)
 class Entry:
-    """What one image of the batch works on at one position of the schedule: chunk ``chunk``'s ``slot``-th frame,
-    ``frame``, whose output counts for ``weight`` of that frame's."""
+    """What one image of the batch works on at one position of the schedule: in pass ``sweep`` (1, 2, …), chunk
+    ``chunk``'s ``slot``-th frame, ``frame``, whose output counts for ``weight`` of that frame's."""
 
     chunk: int
     slot: int
     frame: int
     weight: float
+    sweep: int = 1
+
+    @property
+    def backward(self) -> bool:
+        """Whether this pass runs from the chunk's last frame to its first (passes 2, 4, …)."""
+        return self.sweep % 2 == 0
+
+    @property
+    def neighbour(self) -> int:
+        """The frame this pass came from: the previous frame, or in a backward pass the next one."""
+        return self.frame + 1 if self.backward else self.frame - 1
 
 
-def schedule(chunks: list[Chunk], images: int) -> list[list[Entry | None]]:
+def schedule(chunks: list[Chunk], images: int, passes: int = 1) -> list[list[Entry | None]]:
     """The run's positions in order: for each, the entry of each of the ``images`` images (None: idle, its chunk is
-    done). Chunks go ``images`` at a time, in order; a group's k-th position holds each chunk's k-th frame."""
+    done). Chunks go ``images`` at a time, in order; a group's k-th position holds each chunk's k-th frame. With
+    ``passes`` > 1, a group goes over its chunks again, backward and forward in turn, before the next group."""
     positions: list[list[Entry | None]] = []
     for first in range(0, len(chunks), images):
         group = list(enumerate(chunks[first : first + images], start=first))
-        for slot in range(max(len(chunk.frames) for _, chunk in group)):
-            row: list[Entry | None] = [Entry(c, slot, chunk.frames[slot], chunk.weights[slot])
-                                       if slot < len(chunk.frames) else None for c, chunk in group]
-            positions.append(row + [None] * (images - len(row)))
+        longest = max(len(chunk.frames) for _, chunk in group)
+        for sweep in range(1, passes + 1):
+            slots = range(longest - 1, -1, -1) if sweep % 2 == 0 else range(longest)
+            for slot in slots:
+                row: list[Entry | None] = [Entry(c, slot, chunk.frames[slot], chunk.weights[slot], sweep)
+                                           if slot < len(chunk.frames) else None for c, chunk in group]
+                positions.append(row + [None] * (images - len(row)))
     return positions
 
 
-def position_starts(positions: list[list[Entry | None]], first_frame_steps: int, steps_per_frame: int) -> list[int]:
+def position_starts(positions: list[list[Entry | None]], first_frame_steps: int, steps_per_frame: int,
+                    pass_steps: int | None = None) -> list[int]:
     """The optimizer step at which each position starts, and (last) the run's total steps: a position that starts
-    a chunk takes ``first_frame_steps``, the others ``steps_per_frame``."""
+    a chunk takes ``first_frame_steps``, the others of the first pass ``steps_per_frame``, and those of the later
+    passes ``pass_steps`` (default ``steps_per_frame``)."""
     starts = [0]
     for row in positions:
-        fresh = any(entry is not None and entry.slot == 0 for entry in row)
-        starts.append(starts[-1] + (first_frame_steps if fresh else steps_per_frame))
+        entries = [entry for entry in row if entry is not None]
+        if entries[0].sweep > 1:
+            steps = pass_steps or steps_per_frame
+        else:
+            steps = first_frame_steps if any(entry.slot == 0 for entry in entries) else steps_per_frame
+        starts.append(starts[-1] + steps)
     return starts
 
 
@@ -101,15 +122,27 @@ class VideoFrames(pl.Callback):
             frame; with several images, once every one has); the next frames start earlier by the steps saved.
             None (the default): every frame takes its steps.
         window: the steps over which ``tolerance`` is judged.
+        passes: Ruder et al.'s multi-pass: after the first pass, go over each chunk again, backward and forward in
+            turn (``passes`` in all). A frame of a later pass starts from its own output of the pass before, blended
+            where the flow is reliable with the output this pass just gave the frame it came from (warped), and
+            the ``TemporalLoss`` holds it to that warped output. Only the last pass's outputs are written and
+            scored. Default 1: a single pass.
+        pass_steps: optimizer steps for each frame of a later pass (default: ``steps_per_frame``).
+        blend: in a later pass, the share of the frame's own earlier output in its start (Ruder et al.'s δ), the
+            rest from the neighbour's output warped.
     """
 
     def __init__(self, steps_per_frame: int = 100, first_frame_steps: int | None = None, warm_start: bool = True,
-                 references: list[int] | None = None, tolerance: float | None = None, window: int = 20) -> None:
+                 references: list[int] | None = None, tolerance: float | None = None, window: int = 20,
+                 passes: int = 1, pass_steps: int | None = None, blend: float = 0.5) -> None:
         if tolerance is not None and not 0 <= tolerance < 1:
             raise ConfigValueError(f"VideoFrames: tolerance must be a number in [0, 1), not {tolerance!r}")
         if isinstance(window, bool) or not isinstance(window, int) or window < 1:
             raise ConfigValueError(f"VideoFrames: window must be a whole number >= 1, not {window!r}")
-        for name, value in (("steps_per_frame", steps_per_frame), ("first_frame_steps", first_frame_steps)):
+        if not 0 <= blend <= 1:
+            raise ConfigValueError(f"VideoFrames: blend must be a number in [0, 1], not {blend!r}")
+        for name, value in (("steps_per_frame", steps_per_frame), ("first_frame_steps", first_frame_steps),
+                            ("passes", passes), ("pass_steps", pass_steps)):
             if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
                 raise ConfigValueError(f"VideoFrames: {name} must be a whole number >= 1, not {value!r}")
         references = [1] if references is None else list(references)
@@ -122,6 +155,7 @@ class VideoFrames(pl.Callback):
         self.warm_start = warm_start
         self.references = sorted(references)
         self.tolerance, self.window = tolerance, window
+        self.passes, self.pass_steps, self.blend = passes, pass_steps, blend
         self.positions: list[list[Entry | None]] = []  # the schedule (see ``schedule``)
         self.starts: list[int] = []  # the step each position starts at, and the total
         self.shares: dict[int, int] = {}  # how many chunks each frame is in
@@ -137,7 +171,7 @@ class VideoFrames(pl.Callback):
         self.index = -1  # the position being optimized
         self.finished = -1  # the last position finished
         self.current: list[int] = []  # the frame each image works on (an idle image: its chunk's last)
-        self.outputs: dict[tuple[int, int], Tensor] = {}  # (chunk, frame): the outputs later frames are held to
+        self.outputs: dict[tuple[int, int, int], Tensor] = {}  # (pass, chunk, frame): outputs later frames need
         self.pending: dict[int, tuple[float, Tensor, int]] = {}  # frame: a shared frame's blend so far
         self.emitted: dict[int, Tensor] = {}  # frames done whose neighbours are not yet (for the warping error)
         self.just_emitted: list[tuple[int, Tensor]] = []  # the frames the last position completed
@@ -155,8 +189,8 @@ class VideoFrames(pl.Callback):
         if pl_module.num_images != images:
             raise ConfigError(f"the model optimizes {pl_module.num_images} images at once, but data.parallel gives "
                               f"{images}: set the batch with model.set_sample_weights before fit (the CLI does)")
-        self.positions = schedule(data.chunks, images)
-        self.starts = position_starts(self.positions, self.first_frame_steps, self.steps_per_frame)
+        self.positions = schedule(data.chunks, images, self.passes)
+        self.starts = position_starts(self.positions, self.first_frame_steps, self.steps_per_frame, self.pass_steps)
         self.frame_count, self.cuts = data.frame_count, set(data.cuts)
         self.chunk_of = {}
         for c, chunk in enumerate(data.chunks):
@@ -245,13 +279,17 @@ class VideoFrames(pl.Callback):
         content = pl_module.content_image
         image = pl_module.image.detach().clone() if pl_module.image is not None else content.clone()
         fresh = pl_module.initial_image()
-        references = {j: torch.zeros_like(content) for j in self.references}
-        masks = {j: torch.zeros_like(content[:, :1]) for j in self.references}
+        references = {j: torch.zeros_like(content) for j in {1, *self.references}}
+        masks = {j: torch.zeros_like(content[:, :1]) for j in {1, *self.references}}
         held = set()  # the references some image has
         for b, entry in enumerate(row):
             if entry is None:
                 continue  # idle: its chunk is done; it keeps its image, held to nothing
-            previous = self.outputs.get((entry.chunk, entry.frame - 1)) if entry.slot > 0 else None
+            if entry.sweep > 1:  # a later pass: from its own output, blended with the neighbour's of this pass
+                image[b], references[1][b], masks[1][b] = self._later_pass_start(data, entry, pl_module.device)
+                held.add(1)
+                continue
+            previous = self.outputs.get((1, entry.chunk, entry.frame - 1)) if entry.slot > 0 else None
             if previous is None:
                 image[b] = fresh[b]
                 continue
@@ -259,14 +297,14 @@ class VideoFrames(pl.Callback):
             warped = warp(previous, flow)
             image[b] = (reliable * warped + (1 - reliable) * content[b : b + 1])[0] if self.warm_start else fresh[b]
             for j in self.references:
-                earlier = self.outputs.get((entry.chunk, entry.frame - j)) if entry.slot >= j else None
+                earlier = self.outputs.get((1, entry.chunk, entry.frame - j)) if entry.slot >= j else None
                 if earlier is None:
                     continue
                 flow_j, reliable_j = (t.to(pl_module.device) for t in data.flow_between(entry.frame, entry.frame - j))
                 references[j][b] = warp(earlier, flow_j)[0]
                 masks[j][b] = reliable_j[0]
                 held.add(j)
-        order = [j for j in self.references if j in held]
+        order = [j for j in sorted(references) if j in held]
         for term in (t for t in pl_module.losses.values() if isinstance(t, TemporalLoss)):
             term.set_reference([references[j] for j in order] or None,
                                closest_reliable([masks[j] for j in order]) if order else None)
@@ -280,7 +318,22 @@ class VideoFrames(pl.Callback):
         self.index = index
         frames = [entry.frame + 1 for entry in row if entry is not None]
         which = f"Frame {frames[0]}" if len(frames) == 1 else f"Frames {', '.join(map(str, frames))}"
-        rank_zero_info(f"{which} of {self.frame_count} from step {trainer.global_step}")
+        sweep = next(entry.sweep for entry in row if entry is not None)
+        of_pass = f" (pass {sweep}/{self.passes})" if self.passes > 1 else ""
+        rank_zero_info(f"{which} of {self.frame_count}{of_pass} from step {trainer.global_step}")
+
+    def _later_pass_start(self, data: VideoData, entry: Entry, device: torch.device) -> tuple[Tensor, Tensor, Tensor]:
+        """A later pass's frame: its start (its own output of the pass before, blended where the flow is reliable
+        with the neighbour's output of this pass, warped), and the temporal reference and mask (none at the end the
+        pass starts from)."""
+        own = self.outputs[(entry.sweep - 1, entry.chunk, entry.frame)]
+        neighbour = self.outputs.get((entry.sweep, entry.chunk, entry.neighbour))
+        if neighbour is None:
+            return own[0], torch.zeros_like(own[0]), torch.zeros_like(own[0, :1])
+        flow, reliable = (t.to(device) for t in data.flow_between(entry.frame, entry.neighbour))
+        warped = warp(neighbour, flow)
+        start = reliable * (self.blend * own + (1 - self.blend) * warped) + (1 - reliable) * own
+        return start[0], warped[0], reliable[0]
 
     @torch.no_grad()
     def _finish(self, trainer: pl.Trainer, pl_module: StyleTransfer, step: int) -> None:
@@ -290,13 +343,19 @@ class VideoFrames(pl.Callback):
         self.just_emitted = []
         for b, entry in enumerate(row):
             if entry is not None:
-                self.outputs[(entry.chunk, entry.frame)] = output[b : b + 1]
-                self._contribute(trainer.datamodule, pl_module, entry.frame, entry.weight, output[b : b + 1])
-        # Memory does not grow with the clip: only the outputs the next frames can be held to are kept.
+                self.outputs[(entry.sweep, entry.chunk, entry.frame)] = output[b : b + 1]
+                if entry.sweep == self.passes:
+                    self._contribute(trainer.datamodule, pl_module, entry.frame, entry.weight, output[b : b + 1])
+        # Memory does not grow with the clip in a single pass: only the outputs the next frames can be held to are
+        # kept. With several passes, the chunks in flight keep this pass's outputs and the one before.
         reach = self.references[-1]
-        live = {(entry.chunk, entry.frame) for entry in row if entry is not None}
-        self.outputs = {(c, f): y for (c, f), y in self.outputs.items()
-                        if any(c == chunk and frame - reach < f for chunk, frame in live)}
+        live = [entry for entry in row if entry is not None]
+        if self.passes == 1:
+            self.outputs = {(p, c, f): y for (p, c, f), y in self.outputs.items()
+                            if any(c == e.chunk and e.frame - reach < f for e in live)}
+        else:
+            self.outputs = {(p, c, f): y for (p, c, f), y in self.outputs.items()
+                            if any(c == e.chunk and e.sweep - 1 <= p for e in live)}
         self.frame_steps.append(step - self.starts[self.index])
         self.history = []
         self.finished = self.index
