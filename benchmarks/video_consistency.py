@@ -44,6 +44,10 @@ SETTINGS = {
     "temporal 10": ["--model.losses.temporal.init_args.weight", "10"],
     "temporal 100": ["--model.losses.temporal.init_args.weight", "100"],
     "temporal 1000": ["--model.losses.temporal.init_args.weight", "1000"],
+    # Multi-pass against a single pass with as many steps per frame in all (30 + 2 x 15).
+    "temporal 10, 3 passes (15 steps per frame in each later pass)": [
+        "--trainer.callbacks.init_args.passes", "3", "--trainer.callbacks.init_args.pass_steps", "15"],
+    "temporal 10, one pass of 60 steps per frame": ["--trainer.callbacks.init_args.steps_per_frame", "60"],
 }
 
 

@@ -143,6 +143,7 @@ def test_overlapping_chunks_are_each_stylized_as_alone_and_cross_faded_where_the
     assert largest_difference(both[3], 1 / 3 * a[3] + 2 / 3 * b[1]) < 1e-3
     # Four positions (the two chunks' 4 frames side by side): 4 steps, where one chunk after the other takes 8.
     assert Image.open(tmp_path / "both" / "frame_00005.png").text["nst-lightning:step"] == "4"
+    assert final.startswith(f"Stylized frames written to {tmp_path / 'both'}")  # a folder of PNGs, not a video
     border = float(final.split("where chunks meet ")[1].split(")")[0])  # the seam, measured on its own
     assert 0 < border and "warping error" in final
 

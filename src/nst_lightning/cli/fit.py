@@ -222,7 +222,8 @@ class StyleTransferCLI(CompatCLI):
 
     def after_fit(self) -> None:
         if self.image_writer.written is not None:
-            what = "video" if isinstance(self.image_writer, VideoWriter) else "image"
+            writer = self.image_writer
+            what = ("frames" if writer.folder else "video") if isinstance(writer, VideoWriter) else "image"
             print(f"Stylized {what} written to {self.image_writer.written}{run_summary(self.model)}{self.run_files()}")
             self.remove_consumed_interrupt_files()
         release_freed_memory()
