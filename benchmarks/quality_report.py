@@ -200,6 +200,8 @@ def equal_fse_table(records: list[dict], references: list[dict], points: tuple[f
             if not rows or fse_pixels(rec, rows[-1]) < point - 1:
                 continue
             row = min(rows, key=lambda r: abs(fse_pixels(rec, r) - point))
+            if abs(fse_pixels(rec, row) - point) > 1.5:  # not scored near this point
+                continue
             lines.append(f"| {rec['variant']} | {rec['pair']} | {rec['size']} | {fse_pixels(rec, row):.1f} | "
                          f"{layers_text(row)} | {row['style_distance']:.4f} | {row['content_distance']:.3f} |")
     if any(r["size"] == 512 for r in chosen):
