@@ -76,6 +76,8 @@ def run(args: argparse.Namespace) -> dict:
     write_pan(clip, args.frames, args.size, args.shift)
     results = {}
     for name, (parallel, overlap) in SETTINGS.items():
+        if args.only and name not in args.only and name != "one after another":
+            continue
         output = work / name.replace(" ", "_").replace(",", "")
         data = VideoData(str(clip), str(STYLE), size=args.size, parallel=parallel, overlap=overlap)
         start = time.perf_counter()
@@ -104,6 +106,7 @@ if __name__ == "__main__":
     parser.add_argument("--shift", type=int, default=3)
     parser.add_argument("--first", type=int, default=40)
     parser.add_argument("--per-frame", type=int, default=20)
+    parser.add_argument("--only", nargs="*", default=None, help="run only these settings (and one after another)")
     parser.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "video_chunks.json")
     args = parser.parse_args()
     results = run(args)

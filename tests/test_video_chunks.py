@@ -67,7 +67,7 @@ def largest_difference(a, b) -> float:
 
 
 @pytest.mark.parametrize(("frames", "cuts", "length", "overlap"), [(24, [], 10, 3), (25, [9], 6, 2), (7, [], 7, 2),
-                                                                   (30, [4, 5, 17], 8, 0), (11, [], 3, 2)])
+                                                                   (30, [4, 5, 17], 8, 0), (11, [], 4, 2)])
 def test_chunks_cover_every_frame_once_in_blend_weight_and_never_cross_a_cut(frames, cuts, length, overlap):
     chunks = split_clip(frames, cuts, length, overlap)
     share = np.zeros(frames)
@@ -78,6 +78,8 @@ def test_chunks_cover_every_frame_once_in_blend_weight_and_never_cross_a_cut(fra
             assert 0 < weight <= 1
             share[frame] += weight
     assert np.allclose(share, 1)  # each frame's output is a weighted mean of its chunks' outputs
+    held = [sum(frame in chunk.frames for chunk in chunks) for frame in range(frames)]
+    assert max(held) <= 2  # never a blend of three independent stylizations
     for a, b in zip(chunks, chunks[1:]):
         shared = len(set(a.frames) & set(b.frames))
         assert shared == 0 if b.frames[0] in cuts else shared >= overlap
@@ -176,8 +178,8 @@ def test_bad_chunk_settings_are_one_line_errors(tmp_path, capsys):
     clip = write_frames(tmp_path / "clip", crops(CONTENT, 3))
     base = ["fit", "--config", "video", "--config", str(TINY), "--data.video", str(clip), "--data.style", str(STYLE),
             "--output", f"{tmp_path / 'out'}/"]
-    expect_one_line_error(capsys, [*base, "--data.chunk_frames", "2", "--data.overlap", "2"], "data.chunk_frames",
-                          "more than data.overlap", tmp_path=tmp_path)
+    expect_one_line_error(capsys, [*base, "--data.chunk_frames", "3", "--data.overlap", "2"], "data.chunk_frames",
+                          "at least twice data.overlap", tmp_path=tmp_path)
     expect_one_line_error(capsys, [*base, "--data.parallel", "0"], "data.parallel", ">= 1", tmp_path=tmp_path)
     expect_one_line_error(capsys, [*base, "--data.cut_threshold", "2"], "data.cut_threshold", tmp_path=tmp_path)
     assert not (tmp_path / "out").exists()

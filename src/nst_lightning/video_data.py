@@ -35,7 +35,8 @@ class VideoData(StyleTransferData):
         parallel: how many chunks are stylized side by side, as one batch of images (default 1: one after another).
         chunk_frames: split each shot into chunks of at most this many frames (default: with ``parallel`` 1, a
             shot is one chunk; else the length that gives ``parallel`` chunks over the clip).
-        overlap: the frames neighbouring chunks share; their outputs are cross-faded there.
+        overlap: the frames neighbouring chunks share; their outputs are cross-faded there (``chunk_frames`` must be
+            at least twice as many: no frame is in more than two chunks).
         cut_threshold: a new shot starts where the Bhattacharyya distance between neighbouring frames' colour
             histograms exceeds this (0 to 1); across a cut the next frame starts afresh. None: never.
     """
@@ -65,9 +66,9 @@ class VideoData(StyleTransferData):
         if cut_threshold is not None and (isinstance(cut_threshold, bool) or not 0 < cut_threshold <= 1):
             raise ConfigValueError(f"data.cut_threshold must be a number in (0, 1] or null (never), not {cut_threshold!r}",
                                    key="data.cut_threshold")
-        if chunk_frames is not None and chunk_frames <= overlap:
-            raise ConfigValueError(f"data.chunk_frames ({chunk_frames}) must be more than data.overlap ({overlap})",
-                                   key="data.chunk_frames")
+        if chunk_frames is not None and chunk_frames < 2 * overlap:
+            raise ConfigValueError(f"data.chunk_frames ({chunk_frames}) must be at least twice data.overlap ({overlap}): "
+                                   "a frame is shared by two chunks at most", key="data.chunk_frames")
         self.video = video
         self.max_frames = max_frames
         self.parallel, self.chunk_frames, self.overlap, self.cut_threshold = parallel, chunk_frames, overlap, cut_threshold

@@ -59,8 +59,8 @@ def shot_cuts(frames: Sequence[Tensor], threshold: float) -> list[int]:
 def split_clip(frame_count: int, cuts: Sequence[int], chunk_frames: int | None, overlap: int) -> list[Chunk]:
     """The clip's chunks in order: each shot (bounded by ``cuts``) whole, or, when it is longer than
     ``chunk_frames``, in chunks of at most that many frames, neighbours sharing ``overlap`` frames."""
-    if chunk_frames is not None and chunk_frames <= overlap:
-        raise ValueError(f"chunks of {chunk_frames} frames cannot overlap by {overlap}")
+    if chunk_frames is not None and chunk_frames < max(2 * overlap, 1):
+        raise ValueError(f"chunks of {chunk_frames} frames cannot overlap by {overlap} on both sides")
     bounds = [0, *sorted(c for c in set(cuts) if 0 < c < frame_count), frame_count]
     chunks = []
     for start, end in zip(bounds, bounds[1:]):
@@ -69,16 +69,14 @@ def split_clip(frame_count: int, cuts: Sequence[int], chunk_frames: int | None, 
 
 
 def split_shot(start: int, end: int, chunk_frames: int | None, overlap: int) -> list[Chunk]:
-    """Frames ``start`` … ``end - 1`` (one shot) as chunks of equal length (as near as whole frames allow)."""
+    """Frames ``start`` … ``end - 1`` (one shot) as chunks of ``chunk_frames`` (the last may be shorter), each
+    starting ``chunk_frames - overlap`` frames after the one before: neighbours share ``overlap`` frames, and no
+    frame is in more than two chunks."""
     length = end - start
     if chunk_frames is None or length <= chunk_frames:
         return [Chunk(tuple(range(start, end)), (1.0,) * length)]
-    stride = chunk_frames - overlap
-    count = math.ceil((length - overlap) / stride)
-    # The same number of chunks, as even as possible: each covers `size` frames and overlaps the next by `overlap`.
-    size = math.ceil((length + (count - 1) * overlap) / count)
-    firsts = [start + round(k * (length - size) / (count - 1)) for k in range(count)] if count > 1 else [start]
-    spans = [range(first, min(first + size, end)) for first in firsts]
+    firsts = range(start, end - overlap, chunk_frames - overlap)  # each chunk has a frame the one before lacks
+    spans = [range(first, min(first + chunk_frames, end)) for first in firsts]
     # Each chunk's say in a frame grows with the frame's distance from the chunk's ends (a tent), normalized over
     # the chunks that hold the frame: where two chunks share K frames, a linear cross-fade 1/(K+1) … K/(K+1).
     tents = [[min(i + 1, len(span) - i) for i in range(len(span))] for span in spans]
@@ -91,7 +89,8 @@ def split_shot(start: int, end: int, chunk_frames: int | None, overlap: int) -> 
 
 
 def chunks_for_parallel(frame_count: int, parallel: int, overlap: int) -> int | None:
-    """The chunk length that gives about ``parallel`` chunks over the clip (None: one chunk per shot)."""
+    """The chunk length that gives about ``parallel`` chunks over the clip (None: one chunk per shot), and at least
+    twice the overlap, so that no frame is shared by more than two chunks."""
     if parallel <= 1:
         return None
-    return max(overlap + 1, math.ceil((frame_count + (parallel - 1) * overlap) / parallel))
+    return max(2 * overlap, 2, math.ceil((frame_count + (parallel - 1) * overlap) / parallel))
