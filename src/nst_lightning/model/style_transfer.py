@@ -194,8 +194,8 @@ class StyleTransfer(pl.LightningModule):
 
     def optimizer_traits(self) -> OptimizerTraits:
         """The traits of the optimizer this run builds (its class's declaration; see ``optimizer_traits``). With the
-        Laplacian pyramid its vectors (history pairs, work vectors) hold the coefficients, up to 4/3 of the image:
-        counted as more state copies, so that the run plan's memory estimate holds them."""
+        Laplacian pyramid its vectors (history pairs, work vectors) hold the coefficients, up to 1.44 times the
+        image's values (``COEFFICIENTS_PER_PIXEL``): counted as more state copies, so that the run plan's memory estimate holds them."""
         probe = self.optimizer_probe()
         traits = optimizer_traits(probe if probe is not None else object)
         if self.pyramid is None:
@@ -470,7 +470,6 @@ class StyleTransfer(pl.LightningModule):
         if self.compile_mode != "off" and isinstance(optimizer, ImageLBFGS):
             optimizer.compile_update(self.compile_mode)  # the loss is compiled in on_fit_start
         return optimizer
-
 
     def _use_pyramid(self, optimizer: torch.optim.Optimizer) -> None:
         """Give ``optimizer`` the pyramid, or say in one line why this run cannot step one."""
