@@ -48,6 +48,7 @@ SETTINGS = {
     "temporal 10, 3 passes (15 steps per frame in each later pass)": [
         "--trainer.callbacks.init_args.passes", "3", "--trainer.callbacks.init_args.pass_steps", "15"],
     "temporal 10, one pass of 60 steps per frame": ["--trainer.callbacks.init_args.steps_per_frame", "60"],
+    "temporal 10, long-term [1, 2, 4]": ["--trainer.callbacks.init_args.references", "[1, 2, 4]"],
 }
 
 
