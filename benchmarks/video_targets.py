@@ -159,15 +159,18 @@ def score(output: Path, folder: Path, clip: PanZoom, cache: Path) -> dict:
     styles = [load_image(STYLE, max(frames[0].shape[-2:]))]
     scores = VideoScores()
     dis = FlowCache(DISFlow(), cache)
-    exact_errors = []
+    exact_errors, dis_errors = [], []
     for t, frame in enumerate(frames):
         scores.add_frame(frame, source.frame(t), styles, [1.0])
         if t:
-            scores.add_pair(frames[t - 1], frame, *dis.between(source.frames[t], source.frames[t - 1]))
+            flow = dis.between(source.frames[t], source.frames[t - 1])
+            scores.add_pair(frames[t - 1], frame, *flow)
+            dis_errors.append(warping_errors(frames[t - 1], frame, *flow).item())
             exact = clip.flow_to_previous(t)
             exact_errors.append(warping_errors(frames[t - 1], frame, exact, inside(exact)).item())
     row = scores.summary()
     row["warping_error_exact_flow"] = sum(exact_errors) / len(exact_errors)
+    row["warping_exact_per_pair"], row["warping_dis_per_pair"] = exact_errors, dis_errors
     row["style_per_frame"] = scores.style
     row["steps_per_frame"] = frame_steps(output)
     row["steps"] = output_steps(output)
@@ -195,19 +198,31 @@ def run_setting(name: str, args: argparse.Namespace, work: Path, folder: Path, c
     return row
 
 
+def rescore(name: str, row: dict, work: Path, folder: Path, clip: PanZoom) -> dict:
+    """A setting's outputs kept in ``work`` scored again (its time and memory kept)."""
+    output = work / name.replace(" ", "_").replace(",", "")
+    return {**row, **score(output, folder, clip, work / "flows")}
+
+
 def targets(results: dict) -> list[tuple[str, str, bool | None]]:
     """(target, measured, met) for each target the results so far allow."""
     rows: list[tuple[str, str, bool | None]] = []
     default, alone = results.get("default"), results.get("alone")
     if default and alone:
-        for key, label in (("warping_error_exact_flow", "exact flow"), ("warping_error", "DIS")):
-            ratio = default[key] / alone[key]
-            rows.append((f"(a) warping error ≤ 0.3× frames alone ({label})",
-                         f"{default[key] * 1e3:.2f}e-3 vs {alone[key] * 1e3:.2f}e-3: {ratio:.2f}×", ratio <= 0.3))
-        rel = [d / a - 1 for d, a in zip(default["style_per_frame"], alone["style_per_frame"])]
-        worst = max(rel, key=abs)
-        rows.append(("(b) each frame's style distance within 10 % of the frame alone",
-                     f"mean {sum(rel) / len(rel):+.1%}, worst frame {worst:+.1%}", all(abs(r) <= 0.10 for r in rel)))
+        styles = sorted(alone["style_per_frame"])
+        failed = [t for t, v in enumerate(alone["style_per_frame"]) if v > 3 * styles[len(styles) // 2]]
+        for skip in ([], failed) if failed else ([],):
+            note = f", without frame {', '.join(map(str, skip))} (failed alone)" if skip else ""
+            pairs = [t for t in range(1, default["frames"]) if t not in skip and t - 1 not in skip]
+            for key, label in (("warping_exact_per_pair", "exact flow"), ("warping_dis_per_pair", "DIS")):
+                ours, theirs = (sum(r[key][t - 1] for t in pairs) / len(pairs) for r in (default, alone))
+                rows.append((f"(a) warping error ≤ 0.3× frames alone ({label}{note})",
+                             f"{ours * 1e3:.2f}e-3 vs {theirs * 1e3:.2f}e-3: {ours / theirs:.2f}×", ours / theirs <= 0.3))
+            rel = [d / a - 1 for t, (d, a) in enumerate(zip(default["style_per_frame"], alone["style_per_frame"]))
+                   if t not in skip]
+            rows.append((f"(b) each frame's style distance ≤ 1.1× the frame alone's{note}",
+                         f"mean {sum(rel) / len(rel):+.1%}, from {min(rel):+.1%} to {max(rel):+.1%}",
+                         all(r <= 0.10 for r in rel)))
     if default:
         steps = default["steps_per_frame"]
         ratio = max(steps[1:]) / steps[0]
@@ -252,19 +267,24 @@ def main() -> None:
     parser.add_argument("--only", nargs="*", default=None, help=f"run only these: flows, {', '.join(SETTINGS)}")
     parser.add_argument("--work", type=Path, default=None, help="keep the clip and outputs here (default: temporary)")
     parser.add_argument("--json", type=Path, default=None, help="merge the results into this file")
+    parser.add_argument("--rescore", action="store_true", help="score the outputs kept in --work again, no runs")
     args = parser.parse_args()
     work = args.work or Path(tempfile.mkdtemp(prefix="video_targets_"))
-    setup = {k: v for k, v in vars(args).items() if k not in ("json", "only", "work", "flow_repeats", "step_counts")}
+    setup = {k: v for k, v in vars(args).items() if k not in ("json", "only", "work", "flow_repeats", "step_counts", "rescore")}
     known = json.loads(args.json.read_text()) if args.json and args.json.is_file() else {}
     results = known.get("results", {}) if known.get("args") == setup else {}
     clip = clip_of(args.size, args)
     folder = work / "clip"
-    write_clip(clip, folder, args.frames)
+    if not args.rescore:
+        write_clip(clip, folder, args.frames)
     for name in [*SETTINGS, "flows"] if args.only is None else args.only:  # in the order given
-        results[name] = flows(args, work) if name == "flows" else run_setting(name, args, work, folder, clip)
+        if args.rescore:
+            results[name] = rescore(name, results[name], work, folder, clip)
+        else:
+            results[name] = flows(args, work) if name == "flows" else run_setting(name, args, work, folder, clip)
         if name != "flows":
             print(name, json.dumps({k: round(v, 6) if isinstance(v, float) else v for k, v in results[name].items()
-                                    if k != "style_per_frame"}), flush=True)
+                                    if k != "style_per_frame" and not k.endswith("per_pair")}), flush=True)
         if args.json:
             args.json.write_text(json.dumps({"args": setup, "results": results}, indent=2))
     print("\n| target | measured | met |\n|---|---|---|")
