@@ -200,3 +200,32 @@ def test_a_smaller_history_keeps_the_newest_pairs_as_torch_does(problem):
             optimizer.step(closure)
             images.append(image.detach().clone())
     assert float((ref_images[-1] - new_images[-1]).abs().max()) < 1e-10
+
+
+def test_max_step_caps_a_wild_step_per_image_and_leaves_a_sound_one_alone():
+    """A quadratic so flat for image 0 that L-BFGS's second step (γ = sᵀy / yᵀy = 1/c) crosses ten pixel ranges;
+    image 1's optimum is near: its steps stay small."""
+    curvature = torch.tensor([[1e-3], [1.0]], dtype=torch.float64)
+    start = torch.full((2, 12), 0.5, dtype=torch.float64)
+    optimum = torch.stack([torch.full((12,), 10.0), torch.linspace(0.45, 0.55, 12)]).double()
+
+    def path(max_step):
+        image = start.clone().requires_grad_(True)
+        optimizer = ImageLBFGS([image], bounds=None, max_step=max_step)
+        points = [image.detach().clone()]
+        def closure():
+            optimizer.zero_grad()
+            loss = (curvature * (image - optimum) ** 2).sum() / 2
+            loss.backward()
+            return loss
+
+        for _ in range(4):
+            optimizer.step(closure)
+            points.append(image.detach().clone())
+        return torch.stack(points)  # steps × images × values
+
+    capped, free = path(0.25), path(None)
+    moves = (capped[1:] - capped[:-1]).abs().amax(2)  # per step, per image
+    assert moves[:, 0].max() == pytest.approx(0.25) and (free[1:] - free[:-1]).abs().amax(2)[:, 0].max() > 5
+    assert torch.equal(capped[:, 1], free[:, 1])  # the cap never bound: the same path to the last bit
+    assert ImageLBFGS([torch.zeros(1, requires_grad=True)]).defaults["max_step"] == 0.25

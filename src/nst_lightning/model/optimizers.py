@@ -117,6 +117,9 @@ class ImageLBFGS(torch.optim.Optimizer):
             None: the image's dtype.
         bounds: each image is clamped to this range after its step and the stored step is the step taken;
             None: unbounded.
+        max_step: the most any value of an image may move in one step (a trust region; the step is scaled down,
+            its direction kept); None: no limit. The default, 0.25 of the pixel range, stops the rare step that
+            would throw an image into noise (a curvature pair made of rounding) and never binds in a sound run.
     """
 
     per_image: ClassVar[bool] = True  # each image has its own history, step size and done mask
@@ -134,8 +137,11 @@ class ImageLBFGS(torch.optim.Optimizer):
         line_search_fn: str | None = None,
         history_dtype: str | None = "float32",
         bounds: tuple[float, float] | None = (0.0, 1.0),
+        max_step: float | None = 0.25,
     ) -> None:
         params = list(params)
+        if max_step is not None and not (max_step > 0 and math.isfinite(max_step)):
+            raise ValueError(f"ImageLBFGS: max_step must be a finite number > 0 or null, not {max_step!r}")
         if line_search_fn not in (None, "strong_wolfe"):
             raise ValueError(f"ImageLBFGS: line_search_fn must be null or 'strong_wolfe', not {line_search_fn!r}")
         if history_dtype is not None and history_dtype not in HISTORY_DTYPES:
@@ -149,7 +155,8 @@ class ImageLBFGS(torch.optim.Optimizer):
         defaults = {"lr": lr, "max_iter": max_iter, "max_eval": max_eval, "history_size": history_size,
                     "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
                     "line_search_fn": line_search_fn, "history_dtype": history_dtype,
-                    "bounds": None if bounds is None else (float(bounds[0]), float(bounds[1]))}
+                    "bounds": None if bounds is None else (float(bounds[0]), float(bounds[1])),
+                    "max_step": max_step}
         super().__init__(params, defaults)
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("ImageLBFGS optimizes one tensor: the image")
@@ -247,7 +254,7 @@ class ImageLBFGS(torch.optim.Optimizer):
                     state["done"] = pending
             bounds = group["bounds"] if self.pyramid is None else None
             x_new, new_state = self._update(x, g, state, group["lr"], group["tolerance_grad"],
-                                            group["tolerance_change"], bounds)
+                                            group["tolerance_change"], bounds, group.get("max_step"))
             if self.pyramid is not None:
                 x_new = self._pyramid_step(image, x_new, new_state, group["bounds"])
             image.copy_(x_new.view_as(image))
