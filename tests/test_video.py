@@ -317,6 +317,13 @@ def test_fit_writes_a_video_with_the_clips_frames_rate_size_and_audio_and_a_fold
     assert len(list((tmp_path / "flows").iterdir())) == len(flows) + 2  # only frame 2 to 0 and back were new
 
 
+def test_a_video_is_written_at_the_sources_size_whatever_size_the_run_used(tmp_path, clip):
+    main(video_args(tmp_path, clip, str(tmp_path / "small.mp4"), "--data.max_frames", "2", "--data.size", "32"))
+    assert count_frames(tmp_path / "small.mp4") == (2, Fraction(FPS), (HEIGHT, WIDTH))  # stylized at 32x24
+    main(video_args(tmp_path, clip, str(tmp_path / "small") + "/", "--data.max_frames", "2", "--data.size", "32"))
+    assert tuple(read_png(tmp_path / "small" / "frame_00001.png").shape) == (1, 3, 24, 32)  # PNGs: the run's size
+
+
 def test_the_temporal_loss_and_warm_start_make_the_clip_steadier(tmp_path):
     clip = write_clip(tmp_path / "clip.mp4", pan(3))
     scores = {}

@@ -466,7 +466,8 @@ class VideoWriter(ImageWriter):
         data: VideoData = trainer.datamodule
         clip = data.load_clip()
         audio = clip.source if clip.has_audio and data.max_frames is None else None
-        self.written = encode_frames(self.frames, len(clip.frames), self.output, clip.fps, self.overwrite, audio)
+        self.written = encode_frames(self.frames, len(clip.frames), self.output, clip.fps, self.overwrite, audio,
+                                     clip.source_size)
         shutil.rmtree(self.frames, ignore_errors=True)
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
@@ -474,9 +475,11 @@ class VideoWriter(ImageWriter):
         self.release()
 
 
-def encode_frames(folder: Path, count: int, output: Path, fps, replace: bool, audio: Path | None) -> Path:
-    """``frame_00000.png`` … of ``folder`` as one H.264 video (:class:`VideoFileSink`): complete or nothing."""
-    sink = VideoFileSink(output, fps, replace=replace, audio_from=audio)
+def encode_frames(folder: Path, count: int, output: Path, fps, replace: bool, audio: Path | None,
+                  size: tuple[int, int] | None = None) -> Path:
+    """``frame_00000.png`` … of ``folder`` as one H.264 video (:class:`VideoFileSink`) at ``size`` (the source's; None:
+    the frames'): complete or nothing."""
+    sink = VideoFileSink(output, fps, replace=replace, audio_from=audio, size=size)
     try:
         for index in range(count):
             sink.write(load_image(folder / PNG_FRAME.format(index), None, "video frame"))

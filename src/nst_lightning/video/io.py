@@ -42,6 +42,7 @@ class Clip:
     source: Path
     has_audio: bool = False
     size: tuple[int, int] = field(init=False)  # (height, width)
+    source_size: tuple[int, int] | None = None  # (height, width) of the source's frames, before resizing
 
     def __post_init__(self) -> None:
         self.size = tuple(self.frames[0].shape[-2:]) if self.frames else (0, 0)
@@ -49,6 +50,10 @@ class Clip:
     def frame(self, index: int) -> Tensor:
         """Frame ``index`` as a 1×3×H×W float tensor in [0, 1]."""
         return self.frames[index].float().div(255).unsqueeze(0)
+
+
+def _source_size(image: Image.Image) -> tuple[int, int]:
+    return image.height, image.width
 
 
 def _at_size(image: Image.Image, long_edge: int | None) -> Tensor:
@@ -91,12 +96,14 @@ def read_clip(path: str | os.PathLike, long_edge: int | None = None, max_frames:
     p = check_clip(path)
     if p.is_dir():
         files = frame_files(p)[:max_frames]
-        frames = [_at_size(open_rgb(f, "video frame"), long_edge) for f in files]
+        images = [open_rgb(f, "video frame") for f in files]
+        frames = [_at_size(image, long_edge) for image in images]
         for i in range(len(frames)):
             _same_size(frames, i, f"video {str(p)!r}")
-        return Clip(frames, DEFAULT_FPS, p)
+        return Clip(frames, DEFAULT_FPS, p, source_size=_source_size(images[0]) if images else None)
     av = require("av", "PyAV (av)")
     frames: list[Tensor] = []
+    source_size = None
     try:
         with av.open(str(p)) as container:
             if not container.streams.video:
@@ -105,7 +112,9 @@ def read_clip(path: str | os.PathLike, long_edge: int | None = None, max_frames:
             fps = Fraction(stream.average_rate) if stream.average_rate else DEFAULT_FPS
             has_audio = bool(container.streams.audio)
             for decoded in container.decode(stream):
-                frames.append(_at_size(decoded.to_image(), long_edge))
+                image = decoded.to_image()
+                source_size = source_size or _source_size(image)
+                frames.append(_at_size(image, long_edge))
                 _same_size(frames, len(frames) - 1, f"video {str(p)!r}")
                 if max_frames is not None and len(frames) >= max_frames:
                     break
@@ -113,7 +122,7 @@ def read_clip(path: str | os.PathLike, long_edge: int | None = None, max_frames:
         raise VideoError(f"video {str(p)!r} cannot be read ({exc})") from None
     if not frames:
         raise VideoError(f"video {str(p)!r} has no frames")
-    return Clip(frames, fps, p, has_audio)
+    return Clip(frames, fps, p, has_audio, source_size)
 
 
 def is_clip(path: str | os.PathLike) -> bool:
@@ -154,24 +163,20 @@ class PngFolderSink:
         return save_png(image, self.folder / PNG_FRAME.format(index), metadata, self.bit_depth, replace=self.replace)
 
 
-def even_crop(image: Tensor) -> Tensor:
-    """H.264 in 4:2:0 needs an even width and height: drop the last row or column when one is odd."""
-    h, w = image.shape[-2:]
-    return image[..., : h - h % 2, : w - w % 2]
-
-
 class VideoFileSink:
     """An H.264 (libx264, CRF ``crf``, yuv420p) video at ``fps``, written under a temporary name and renamed when
-    closed (never replacing a file without ``replace``); the source's audio is copied when it has any."""
+    closed (never replacing a file without ``replace``); the source's audio is copied when it has any. With
+    ``size`` (height, width), each frame is resized to it (Lanczos) before it is encoded."""
 
     def __init__(self, path: Path, fps: Fraction, replace: bool = False, audio_from: Path | None = None,
-                 crf: int = 18) -> None:
+                 crf: int = 18, size: tuple[int, int] | None = None) -> None:
         self.av = require("av", "PyAV (av)")
         self.path = path
         self.fps = fps
         self.replace = replace
         self.audio_from = audio_from
         self.crf = crf
+        self.size = size
         self._files = ExitStack()
         self._container = None
         self._stream = None
@@ -193,10 +198,13 @@ class VideoFileSink:
                 source.close()
 
     def write(self, image: Tensor) -> None:
-        image = even_crop(image)
+        picture = to_pil(image)
+        if self.size is not None and (picture.height, picture.width) != tuple(self.size):
+            picture = picture.resize((self.size[1], self.size[0]), Image.Resampling.LANCZOS)
+        picture = picture.crop((0, 0, picture.width - picture.width % 2, picture.height - picture.height % 2))
         if self._container is None:
-            self._open(*image.shape[-2:])
-        frame = self.av.VideoFrame.from_image(to_pil(image))
+            self._open(picture.height, picture.width)
+        frame = self.av.VideoFrame.from_image(picture)
         for packet in self._stream.encode(frame):
             self._container.mux(packet)
 
