@@ -84,7 +84,8 @@ def test_multiscale_from_the_command_line(tmp_path):
 
 def test_the_default_config_is_the_measured_coarse_to_fine_budget(tmp_path, capsys):
     """configs/default.yaml says: 30 steps at half the size, 30 at 1/√2, 27 at the size (49.5 full-size-equivalent
-    iterations), style weight 100, ending at trainer.max_steps. A real run of it at 64 px does exactly that."""
+    iterations), style weight 150 with relu5_1 weighted 0.02, ending at trainer.max_steps. A real run of it at
+    64 px does exactly that."""
     from nst_lightning.cli import main
     from nst_lightning.cli.fit import build_cli
 
@@ -94,7 +95,8 @@ def test_the_default_config_is_the_measured_coarse_to_fine_budget(tmp_path, caps
     cli = build_cli(["--config", str(config), "--output", str(tmp_path / "x.png")], run=False)
     schedule = next(c for c in cli.trainer.callbacks if isinstance(c, MultiScale))
     sizes = scale_sizes(256, schedule.scales)
-    assert sizes == [128, 181, 256] and cli.trainer.max_steps == 87 and cli.model.losses["style"].weight == 100.0
+    assert sizes == [128, 181, 256] and cli.trainer.max_steps == 87 and cli.model.losses["style"].weight == 150.0
+    assert cli.model.losses["style"].layer_weights == [0.25, 0.25, 0.25, 0.25, 0.02]
     fse = sum(steps * (size / sizes[-1]) ** 2 for steps, size in zip([30, 30, 27], sizes))
     assert fse == pytest.approx(49.5, abs=0.1)  # the budget the config's comment and docs/quality.md state
     out = tmp_path / "out.png"
@@ -102,3 +104,25 @@ def test_the_default_config_is_the_measured_coarse_to_fine_budget(tmp_path, caps
           "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false", "--output", str(out)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert out.is_file() and last.endswith("; ran trainer.max_steps (87))"), last
+
+
+def test_the_large_config_is_the_default_at_print_size_with_final_scale_work(tmp_path):
+    """configs/large.yaml says: the default's losses, 724 → 1024 → 1448 → 2048 px with at most 60, 15 and 8
+    coarse steps, then at 2048 px until the stopping rule (0.5 % over 20 steps) or 40 steps there."""
+    from nst_lightning.callbacks.convergence import StopWhenConverged
+    from nst_lightning.cli.fit import build_cli
+
+    from .conftest import ROOT
+
+    def built(name):
+        return build_cli(["--config", str(ROOT / "configs" / name), "--output", str(tmp_path / "x.png")], run=False)
+
+    large, default = built("large.yaml"), built("default.yaml")
+    for name in ("content", "style", "tv"):
+        assert vars(large.model.losses[name]) == vars(default.model.losses[name]), name
+    callbacks = large.trainer.callbacks
+    schedule = next(c for c in callbacks if isinstance(c, MultiScale))
+    rule = next(c for c in callbacks if isinstance(c, StopWhenConverged))
+    assert scale_sizes(2048, schedule.scales) == [724, 1024, 1448, 2048]
+    assert (rule.tolerance, rule.window) == (0.005, 20)
+    assert large.trainer.max_steps - sum(schedule.steps_per_scale) == 40  # the final scale's cap
