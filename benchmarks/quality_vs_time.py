@@ -150,12 +150,12 @@ def forward_backward_seconds(model) -> float:
 def run_ours(name: str, pair: str, size: int, images: Path, args, tmp: Path) -> dict:
     overrides, keep_callbacks, steps, extra_callbacks = VARIANTS[name]
     content, style = images / "tubingen.jpg", images / PAIRS[pair]
-    argv = [
-        "--config", str(CONFIG), "--data.size", str(size), "--data.content", str(content), "--data.style", str(style),
+    argv = [  # the variant's overrides first: a --config in them must not undo the size, images or step count
+        "--config", str(CONFIG), *shlex.split(overrides),
+        "--data.size", str(size), "--data.content", str(content), "--data.style", str(style),
         "--trainer.max_steps", str(steps if name != "default" else max(steps, args.default_cap)),
         "--trainer.logger", "false", "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false",
         "--trainer.enable_model_summary", "false", "--output", str(tmp / "out.png"), "--overwrite", "true",
-        *shlex.split(overrides),
     ]
     cli = build_cli(argv, run=False)
     callbacks = cli.trainer.callbacks
