@@ -104,4 +104,3 @@ def test_the_default_config_is_the_measured_coarse_to_fine_budget(tmp_path, caps
           "--trainer.enable_checkpointing", "false", "--trainer.enable_progress_bar", "false", "--output", str(out)])
     last = capsys.readouterr().out.strip().splitlines()[-1]
     assert out.is_file() and last.endswith("; ran trainer.max_steps (87))"), last
-
