@@ -229,3 +229,39 @@ def test_max_step_caps_a_wild_step_per_image_and_leaves_a_sound_one_alone():
     assert moves[:, 0].max() == pytest.approx(0.25) and (free[1:] - free[:-1]).abs().amax(2)[:, 0].max() > 5
     assert torch.equal(capped[:, 1], free[:, 1])  # the cap never bound: the same path to the last bit
     assert ImageLBFGS([torch.zeros(1, requires_grad=True)]).defaults["max_step"] == 0.25
+
+
+def test_first_step_gives_the_same_path_at_any_gradient_scale_where_torchs_rule_crawls():
+    """A flat quadratic, as a large image's mean-normalized loss is (its gradient per pixel shrinks with the
+    pixel count): torch's first step, ``min(1, 1/|g|₁)``, moves each value by about 1e-5, the pair it makes has
+    ``sᵀy`` below the 1e-10 that keeps a pair, and the run crawls at that rate. ``first_step`` moves the
+    largest-gradient value by exactly that much, keeps the pair and reaches the optimum on the next step;
+    image 1's loss is 1e4 times steeper and it follows the same path."""
+    scale = torch.tensor([[1e-4], [1.0]])
+    start = torch.full((2, 1000), 0.5)
+    optimum = torch.full((2, 1000), 0.6)
+
+    def path(**settings):
+        image = start.clone().requires_grad_(True)
+        optimizer = ImageLBFGS([image], **settings)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = (scale * (image - optimum) ** 2).sum() / 2
+            loss.backward()
+            return loss
+
+        points = [image.detach().clone()]
+        for _ in range(3):
+            optimizer.step(closure)
+            points.append(image.detach().clone())
+        return torch.stack(points)  # steps × images × values
+
+    probed, torchs = path(first_step=1e-3), path()
+    assert (probed[1] - probed[0]).abs().amax(1).tolist() == pytest.approx([1e-3, 1e-3], rel=1e-4)
+    assert (probed[2] - optimum).abs().max() < 1e-5  # the kept pair's γ = 1/c: the optimum in one step
+    assert torch.allclose(probed[:, 0], probed[:, 1], atol=1e-6)  # the same path whatever the loss's scale
+    assert (torchs[3, 0] - start[0]).abs().max() < 1e-4  # torch's rule: three steps of about 1e-5 each
+    assert ImageLBFGS([torch.zeros(1, requires_grad=True)]).defaults["first_step"] is None
+    with pytest.raises(ValueError, match="first_step"):
+        ImageLBFGS([torch.zeros(1, requires_grad=True)], first_step=0.0)

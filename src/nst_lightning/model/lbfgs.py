@@ -28,6 +28,11 @@ trust region; the stored step is the scaled one). Without a line search, a curva
 has a ``y`` made mostly of float32 rounding, and its ``γ = sᵀy / yᵀy`` can ask for a step of the whole pixel range:
 the image turns to noise it never leaves (measured: the default config at 256 px on The Scream with one CPU
 thread, the step after a scale change; which runs it hits depends on the summation order, so on the thread count).
+
+With ``first_step`` the first step (and each step of an image that has no curvature pair yet) moves the value with
+the largest gradient by exactly that much. Torch's first step has an L1 length of at most ``lr`` whatever the
+image's size, so each value moves less the more values there are: at 1024 px and up its pairs are rounding or
+dropped (``sᵀy`` under 1e-10), and L-BFGS crawls for steps after every multi-scale boundary.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ def lbfgs_update(
     tolerance_change: float,
     bounds: tuple[float, float] | None,
     max_step: float | None = None,
+    first_step: float | None = None,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """One L-BFGS iteration for every image of ``x`` (N×D) with gradient ``g`` (N×D): the new ``x`` and state.
 
@@ -121,9 +127,16 @@ def lbfgs_update(
     Hg = gamma_w * gw + torch.bmm(p_slots[:, None, :], s_hist)[:, 0] - gamma_w * torch.bmm(u_slots[:, None, :], y_hist)[:, 0]
     d = (-Hg).to(g.dtype)
 
-    # The step size: the first step scaled by the gradient's size, then lr (torch's rule, per image).
-    t_first = torch.clamp(1.0 / g.abs().sum(1), max=1.0) * lr
-    t = torch.where(first, t_first, torch.full_like(t_first, lr))
+    # The step size: the first step scaled by the gradient's size, then lr (torch's rule, per image). With
+    # ``first_step``, every step of an image that has no curvature pair yet moves its largest-gradient value by
+    # that much: a step of the same size in pixels at any image size (see the module's docstring).
+    if first_step is None:
+        t_first = torch.clamp(1.0 / g.abs().sum(1), max=1.0) * lr
+        probing = first
+    else:
+        t_first = first_step / g.abs().amax(1).clamp_min(1e-30)
+        probing = count == 0
+    t = torch.where(probing, t_first, torch.full_like(t_first, lr))
     gtd = (g * d).sum(1)
     move = active & (gtd <= -tolerance_change)
     planned = d * t[:, None] * move[:, None]

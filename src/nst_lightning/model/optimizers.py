@@ -120,6 +120,9 @@ class ImageLBFGS(torch.optim.Optimizer):
         max_step: the most any value of an image may move in one step (a trust region; the step is scaled down,
             its direction kept); None: no limit. The default, 0.25 of the pixel range, stops the rare step that
             would throw an image into noise (a curvature pair made of rounding) and never binds in a sound run.
+        first_step: the first step, and every step of an image without a curvature pair yet, moves the value with
+            the largest gradient by this much (a step of the same size in pixels at any image size); None: torch's
+            ``min(1, 1/|g|₁) · lr``, whose moves shrink with the pixel count (``configs/large.yaml`` uses 0.001).
     """
 
     per_image: ClassVar[bool] = True  # each image has its own history, step size and done mask
@@ -138,8 +141,11 @@ class ImageLBFGS(torch.optim.Optimizer):
         history_dtype: str | None = "float32",
         bounds: tuple[float, float] | None = (0.0, 1.0),
         max_step: float | None = 0.25,
+        first_step: float | None = None,
     ) -> None:
         params = list(params)
+        if first_step is not None and not (first_step > 0 and math.isfinite(first_step)):
+            raise ValueError(f"ImageLBFGS: first_step must be a finite number > 0 or null, not {first_step!r}")
         if max_step is not None and not (max_step > 0 and math.isfinite(max_step)):
             raise ValueError(f"ImageLBFGS: max_step must be a finite number > 0 or null, not {max_step!r}")
         if line_search_fn not in (None, "strong_wolfe"):
@@ -156,7 +162,7 @@ class ImageLBFGS(torch.optim.Optimizer):
                     "tolerance_grad": tolerance_grad, "tolerance_change": tolerance_change,
                     "line_search_fn": line_search_fn, "history_dtype": history_dtype,
                     "bounds": None if bounds is None else (float(bounds[0]), float(bounds[1])),
-                    "max_step": max_step}
+                    "max_step": max_step, "first_step": first_step}
         super().__init__(params, defaults)
         if len(self.param_groups) != 1 or len(self.param_groups[0]["params"]) != 1:
             raise ValueError("ImageLBFGS optimizes one tensor: the image")
@@ -254,7 +260,8 @@ class ImageLBFGS(torch.optim.Optimizer):
                     state["done"] = pending
             bounds = group["bounds"] if self.pyramid is None else None
             x_new, new_state = self._update(x, g, state, group["lr"], group["tolerance_grad"],
-                                            group["tolerance_change"], bounds, group.get("max_step"))
+                                            group["tolerance_change"], bounds, group.get("max_step"),
+                                            group.get("first_step"))
             if self.pyramid is not None:
                 x_new = self._pyramid_step(image, x_new, new_state, group["bounds"])
             image.copy_(x_new.view_as(image))
