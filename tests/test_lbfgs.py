@@ -265,3 +265,37 @@ def test_first_step_gives_the_same_path_at_any_gradient_scale_where_torchs_rule_
     assert ImageLBFGS([torch.zeros(1, requires_grad=True)]).defaults["first_step"] is None
     with pytest.raises(ValueError, match="first_step"):
         ImageLBFGS([torch.zeros(1, requires_grad=True)], first_step=0.0)
+
+
+def test_first_step_doubles_while_the_loss_curves_down_and_torchs_rule_crawls_there():
+    """Started near the top of a double well, ``(x − 0.5)² − 0.04)²`` per value, the loss curves down along the
+    gradient (``sᵀy < 0``) until |x − 0.5| passes 0.115, so no pair is kept there, as after a multi-scale
+    upsampling. ``first_step`` doubles its move each such step (8 of them here), then keeps pairs and is within
+    0.01 of the wells (0.3 and 0.7) after 20 steps; a probe of a fixed 1e-3 would need 200 steps to cross the
+    0.2, and torch's rule (a unit step along −g while no pair is kept) is still 0.18 from them."""
+    start = torch.full((1, 1000), 0.5) + torch.linspace(-1e-3, 1e-3, 1000)[None]
+
+    def path(steps, **settings):
+        image = start.clone().requires_grad_(True)
+        optimizer = ImageLBFGS([image], **settings)
+
+        def closure():
+            optimizer.zero_grad()
+            loss = (((image - 0.5) ** 2 - 0.04) ** 2).sum()
+            loss.backward()
+            return loss
+
+        points = [image.detach().clone()]
+        for _ in range(steps):
+            optimizer.step(closure)
+            points.append(image.detach().clone())
+        return torch.stack(points)[:, 0], optimizer
+
+    probed, optimizer = path(20, first_step=1e-3)
+    moves = (probed[1:] - probed[:-1]).abs().amax(1)
+    assert moves[:4].tolist() == pytest.approx([1e-3, 2e-3, 4e-3, 8e-3], rel=1e-3)  # doubling while refused
+    assert int(optimizer.state[optimizer.param_groups[0]["params"][0]]["count"][0]) > 0  # then pairs are kept
+    distance_to_wells = ((probed[-1] - 0.5).abs() - 0.2).abs()
+    assert distance_to_wells[(start[0] - 0.5).abs() > 2e-4].max() < 0.01
+    torchs, _ = path(20)
+    assert (((torchs[-1] - 0.5).abs() - 0.2).abs() > 0.15).all()

@@ -120,9 +120,9 @@ class ImageLBFGS(torch.optim.Optimizer):
         max_step: the most any value of an image may move in one step (a trust region; the step is scaled down,
             its direction kept); None: no limit. The default, 0.25 of the pixel range, stops the rare step that
             would throw an image into noise (a curvature pair made of rounding) and never binds in a sound run.
-        first_step: the first step, and every step of an image without a curvature pair yet, moves the value with
-            the largest gradient by this much (a step of the same size in pixels at any image size); None: torch's
-            ``min(1, 1/|g|₁) · lr``, whose moves shrink with the pixel count (``configs/large.yaml`` uses 0.001).
+        first_step: the first step moves the value with the largest gradient by this much (a step of the same
+            size in pixels at any image size), and each further step without a curvature pair yet twice as far
+            as the one before; None: torch's ``min(1, 1/|g|₁) · lr``, whose moves shrink with the pixel count.
     """
 
     per_image: ClassVar[bool] = True  # each image has its own history, step size and done mask
