@@ -82,6 +82,35 @@ def test_every_config_parses(config, tmp_path):
     assert isinstance(cli.model, StyleTransfer)
 
 
+def test_the_large_config_is_the_default_at_512_px_continued_to_2048_px(tmp_path):
+    """What ``configs/large.yaml``'s comment and docs/large_images.md say of it: the default's losses, the default's
+    first three scales and steps at 512 px (256, 362, 512 px; 30, 30, 27), then 724 to 2048 px, the stopping rule,
+    and L-BFGS's first step of 0.001."""
+    from nst_lightning.callbacks.convergence import StopWhenConverged
+    from nst_lightning.callbacks.multiscale import MultiScale, scale_sizes
+
+    def built(*args):
+        return build_cli([*args, "--output", str(tmp_path / "x.png")], run=False)
+
+    large, default = built("--config", str(ROOT / "configs" / "large.yaml")), built("--config", str(ROOT / "configs" / "default.yaml"))
+    for name in ("content", "style", "tv"):
+        ours, theirs = large.model.losses[name], default.model.losses[name]
+        assert type(ours) is type(theirs) and ours.weight == theirs.weight
+    for name in ("content", "style"):
+        assert large.model.losses[name].layers == default.model.losses[name].layers
+    assert list(large.model.losses["style"].layer_weights) == list(default.model.losses["style"].layer_weights)
+    multiscale = next(c for c in large.trainer.callbacks if isinstance(c, MultiScale))
+    assert scale_sizes(large.datamodule.size, multiscale.scales) == [256, 362, 512, 724, 1024, 1448, 2048]
+    default_steps = default.trainer.callbacks
+    default_scale = next(c for c in default_steps if isinstance(c, MultiScale))
+    first = [default_scale.steps_per_scale] * 2 + [default.trainer.max_steps - 2 * default_scale.steps_per_scale]
+    assert multiscale.steps_per_scale[:3] == first == [30, 30, 27]
+    assert large.trainer.max_steps - sum(multiscale.steps_per_scale) == 40  # the cap at 2048 px
+    assert any(isinstance(c, StopWhenConverged) for c in large.trainer.callbacks)
+    optimizer = large.model.optimizer_factory([torch.nn.Parameter(torch.zeros(1))])
+    assert optimizer.defaults["first_step"] == 0.001
+
+
 def test_help_lists_components(capsys):
     with pytest.raises(SystemExit):
         main(["fit", "--help"])
