@@ -137,7 +137,8 @@ def test_print_config_spells_out_every_default_component_and_runs_again(tmp_path
     assert model["losses"]["style"]["init_args"]["layer_weights"] == [0.25, 0.25, 0.25, 0.25, 0.02]
     assert model["optimizer"]["init_args"] == {"lr": 1.0, "max_iter": 1, "max_eval": None, "history_size": 100,
                                                "tolerance_grad": 0.0, "tolerance_change": 0.0, "line_search_fn": None,
-                                               "history_dtype": "float32", "bounds": [0.0, 1.0], "max_step": 0.25}
+                                               "history_dtype": "float32", "bounds": [0.0, 1.0], "max_step": 0.25,
+                                               "first_step": None}
     saved = tmp_path / "printed.yaml"
     saved.write_text(printed)
     with pytest.raises(SystemExit):
